@@ -1,0 +1,59 @@
+#!/usr/bin/env python3
+"""Set-up and entry points that need nothing but Python.
+
+    python3 dev.py run     # first use: creates .venv and installs; then runs the main study
+    python3 dev.py test    # same set-up, then the test suite
+
+Extra arguments after the command go to the study or to pytest. The virtual environment is
+rebuilt when pyproject.toml changes (its hash is kept in .venv/.installed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+STAMP = VENV / ".installed"
+MAIN_STUDY = ["experiments/gridworld_deep.py"]
+
+
+def _python() -> Path:
+    return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def _ensure_env() -> Path:
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if STAMP.exists() and STAMP.read_text().strip() == want and _python().exists():
+        return _python()
+    if not _python().exists():
+        print(f"[dev] creating virtual environment in {VENV.name}/", flush=True)
+        venv.EnvBuilder(with_pip=True).create(VENV)
+    print("[dev] installing distral_jax and its dependencies (first use only)", flush=True)
+    pip = [str(_python()), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, "-e", f"{ROOT}[dev]"], check=True)
+    STAMP.write_text(want)
+    return _python()
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in ("run", "test"):
+        print(__doc__)
+        return 2
+    python = str(_ensure_env())
+    command, rest = argv[0], argv[1:]
+    if command == "run":
+        cmd = [python, *MAIN_STUDY, *rest]
+    else:
+        cmd = [python, "-m", "pytest", "-q", *rest]
+    return subprocess.run(cmd, cwd=ROOT).returncode
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,69 @@
+"""Pieces shared by the learners: the transition record, the optimiser, gradient application."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import optax
+from flax import struct
+
+from distral_jax.configs import Hyperparams, TrainConfig
+from distral_jax.networks import DistralParams
+
+
+@struct.dataclass
+class Transition:
+    """One step of every environment; stacked to ``[N, E, T, ...]`` for the learners.
+
+    Attributes:
+      obs: observation the action was taken in.
+      action: action taken (pre-squash for tanh-Gaussian policies).
+      reward: reward received.
+      discount: γ, or 0 where the episode terminated (not where it was truncated).
+      done: 1 where the episode ended on this step, for any reason.
+      final_obs: the observation reached (before any auto-reset), for bootstrapping.
+      behaviour_log_prob: log π_i(action) under the acting policy (PPO's ratio denominator).
+      behaviour_pi: dist params of the acting π_i (PPO's KL diagnostics).
+      episode_return: return of the episode ending here (valid where ``done``).
+      success: 1 where the episode ended in success (valid where ``done``).
+    """
+
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    discount: jax.Array
+    done: jax.Array
+    final_obs: jax.Array
+    behaviour_log_prob: jax.Array
+    behaviour_pi: Any
+    episode_return: jax.Array
+    success: jax.Array
+
+
+class LearnerOutput(NamedTuple):
+    params: DistralParams
+    opt_state: optax.OptState
+    metrics: dict[str, jax.Array]
+
+
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """Gradient clipping and Adam's scaling; the (traced) learning rate is applied afterwards.
+
+    Keeping the learning rate out of the optax chain lets it be a traced hyperparameter, so a
+    training run can be vmapped over learning rates without recompiling.
+    """
+    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.scale_by_adam())
+
+
+def apply_gradients(
+    params: DistralParams,
+    opt_state: optax.OptState,
+    optimizer: optax.GradientTransformation,
+    grads: DistralParams,
+    hp: Hyperparams,
+) -> tuple[DistralParams, optax.OptState, jax.Array]:
+    grad_norm = optax.global_norm(grads)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    updates = jax.tree_util.tree_map(lambda u: -hp.learning_rate * u, updates)
+    return optax.apply_updates(params, updates), opt_state, grad_norm

@@ -1,0 +1,254 @@
+"""Typed configurations and the paper's variants as presets.
+
+Two kinds of settings are kept apart on purpose:
+  * ``Hyperparams`` — numbers that enter the compiled program as *traced values* (α, β,
+    learning rate, loss coefficients, γ, λ). They live in the training state, so a whole training
+    run can be ``vmap``-ed over a grid of them without recompiling.
+  * ``TrainConfig`` — structure that shapes the program (architecture, sizes, the learner).
+    Changing it recompiles.
+
+Variants (DESIGN.md table; Teh et al. 2017 §4):
+
+    =====================  ============  =====  ============================
+    name                   π_i           α      KL to π_0 and distillation
+    =====================  ============  =====  ============================
+    a3c                    own network   –      no
+    a3c_multitask          one shared    –      no
+    a3c_2col               2-column      –      no
+    distral_kl_1col        own network   1      yes
+    distral_klent_1col     own network   0.5    yes
+    distral_kl_2col        2-column      1      yes
+    distral_klent_2col     2-column      0.5    yes
+    =====================  ============  =====  ============================
+
+The baselines keep an entropy bonus of strength 1/β (α = 0). In ``a3c_2col`` the task logits are
+``h_θ0 + f_θi`` (the 2-column network with its mixing weight fixed at 1) but nothing pulls the
+columns towards π_0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+import jax.numpy as jnp
+from flax import struct
+
+Architecture = Literal["1col", "2col", "shared"]
+Learner = Literal["a2c", "ppo"]
+Regularizer = Literal["analytic", "sampled"]
+
+VARIANTS: dict[str, tuple[Architecture, float, bool]] = {
+    # name: (architecture, alpha, distill)
+    "a3c": ("1col", 0.0, False),
+    "a3c_multitask": ("shared", 0.0, False),
+    "a3c_2col": ("2col", 0.0, False),
+    "distral_kl_1col": ("1col", 1.0, True),
+    "distral_klent_1col": ("1col", 0.5, True),
+    "distral_kl_2col": ("2col", 1.0, True),
+    "distral_klent_2col": ("2col", 0.5, True),
+}
+
+
+def _require(condition: bool, field: str, allowed: str, value) -> None:
+    if not condition:
+        raise ValueError(f"`{field}` must be {allowed}, got {value!r}")
+
+
+@struct.dataclass
+class Hyperparams:
+    """Numeric hyperparameters, traced in the compiled program (a pytree of scalars).
+
+    Attributes:
+      alpha: α ∈ [0, 1], the weight of log π_0 relative to the entropy (α = c_KL/(c_KL+c_Ent)).
+      beta: β > 0, the inverse temperature (β = 1/(c_KL+c_Ent)). The per-step entropy bonus is
+        about log|A|/β, so β must be large against the reward scale: with a unit reward at the
+        goal and ~20-step episodes, β ≥ 50 keeps the bonus from outweighing the goal.
+      learning_rate: optimiser step size.
+      gamma: discount γ.
+      lambda_: λ of the λ-returns / GAE.
+      value_coef: weight of the value loss.
+      distill_coef: multiplier of the distillation term (1 = the joint objective's gradient).
+      column_alpha: weight of h_θ0 in 2-column logits α_c h_θ0 + f_θi (α, or 1 when α = 0).
+    """
+
+    alpha: jnp.ndarray
+    beta: jnp.ndarray
+    learning_rate: jnp.ndarray
+    gamma: jnp.ndarray
+    lambda_: jnp.ndarray
+    value_coef: jnp.ndarray
+    distill_coef: jnp.ndarray
+    column_alpha: jnp.ndarray
+
+    @classmethod
+    def create(
+        cls,
+        alpha: float,
+        beta: float,
+        learning_rate: float = 3e-3,
+        gamma: float = 0.95,
+        lambda_: float = 0.9,
+        value_coef: float = 0.5,
+        distill_coef: float = 1.0,
+        column_alpha: float | None = None,
+    ) -> Hyperparams:
+        """Validated construction from Python numbers."""
+        _require(0.0 <= alpha <= 1.0, "alpha", "in [0, 1]", alpha)
+        _require(beta > 0, "beta", "> 0", beta)
+        _require(learning_rate > 0, "learning_rate", "> 0", learning_rate)
+        _require(0.0 <= gamma <= 1.0, "gamma", "in [0, 1]", gamma)
+        _require(0.0 <= lambda_ <= 1.0, "lambda_", "in [0, 1]", lambda_)
+        _require(value_coef >= 0, "value_coef", ">= 0", value_coef)
+        _require(distill_coef >= 0, "distill_coef", ">= 0", distill_coef)
+        if column_alpha is None:
+            column_alpha = alpha if alpha > 0 else 1.0
+        _require(column_alpha >= 0, "column_alpha", ">= 0", column_alpha)
+        f32 = lambda x: jnp.asarray(x, jnp.float32)
+        return cls(
+            alpha=f32(alpha),
+            beta=f32(beta),
+            learning_rate=f32(learning_rate),
+            gamma=f32(gamma),
+            lambda_=f32(lambda_),
+            value_coef=f32(value_coef),
+            distill_coef=f32(distill_coef),
+            column_alpha=f32(column_alpha),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Everything that shapes the compiled training program, plus the run's budget.
+
+    Attributes:
+      variant: one of ``VARIANTS`` or ``"custom"`` (then ``architecture``, ``c_kl``, ``c_ent``
+        and ``distill`` decide).
+      architecture: "1col" (own network per task), "2col" (α_c h_θ0 + f_θi) or "shared" (one
+        task-conditioned network). Ignored unless ``variant == "custom"``.
+      c_kl, c_ent: the paper's costs, used for custom variants (α, β follow); presets take α
+        from the table and β from ``beta``.
+      distill: whether π_0 is trained by distillation and the KL enters the reward (custom only).
+      beta: β for presets.
+      learner: "a2c" (the paper's advantage actor-critic) or "ppo".
+      regularizer: "analytic" (per-state KL and entropy) or "sampled" (the paper's).
+      num_envs: environments per task (E).
+      unroll_length: steps per rollout (T).
+      iterations_per_call: updates per jitted call (the host regains control between calls).
+      total_env_steps: budget, counted over all tasks and envs.
+      episode_length: time limit; longer episodes are truncated and bootstrapped.
+      hidden_sizes: MLP widths of every network.
+      eval_every: env steps between evaluations (rounded to whole jitted calls).
+      eval_envs: episodes per task per evaluation.
+      learning_rate, gamma, lambda_, value_coef, distill_coef: see ``Hyperparams``.
+      max_grad_norm: global gradient clipping.
+      ppo_epochs, ppo_minibatches, ppo_clip: PPO only.
+      normalize_observations: running mean/std normalisation of observations (shared by tasks).
+      seed: PRNG seed.
+    """
+
+    variant: str = "distral_klent_2col"
+    architecture: Architecture = "2col"
+    c_kl: float = 0.01
+    c_ent: float = 0.01
+    distill: bool = True
+    beta: float = 100.0
+    learner: Learner = "a2c"
+    regularizer: Regularizer = "analytic"
+    num_envs: int = 16
+    unroll_length: int = 10
+    iterations_per_call: int = 50
+    total_env_steps: int = 1_000_000
+    episode_length: int = 100
+    hidden_sizes: tuple[int, ...] = (64,)
+    eval_every: int = 50_000
+    eval_envs: int = 16
+    learning_rate: float = 3e-3
+    gamma: float = 0.95
+    lambda_: float = 0.9
+    value_coef: float = 0.5
+    distill_coef: float = 1.0
+    max_grad_norm: float = 1.0
+    ppo_epochs: int = 4
+    ppo_minibatches: int = 4
+    ppo_clip: float = 0.2
+    normalize_observations: bool = False
+    seed: int = 0
+
+    def __post_init__(self):
+        allowed = sorted(VARIANTS) + ["custom"]
+        _require(self.variant in allowed, "variant", f"one of {allowed}", self.variant)
+        _require(
+            self.architecture in ("1col", "2col", "shared"),
+            "architecture",
+            "'1col', '2col' or 'shared'",
+            self.architecture,
+        )
+        _require(self.learner in ("a2c", "ppo"), "learner", "'a2c' or 'ppo'", self.learner)
+        _require(
+            self.regularizer in ("analytic", "sampled"),
+            "regularizer",
+            "'analytic' or 'sampled'",
+            self.regularizer,
+        )
+        for name in (
+            "num_envs",
+            "unroll_length",
+            "iterations_per_call",
+            "total_env_steps",
+            "episode_length",
+            "eval_every",
+            "eval_envs",
+            "ppo_epochs",
+            "ppo_minibatches",
+        ):
+            value = getattr(self, name)
+            _require(isinstance(value, int) and value > 0, name, "a positive integer", value)
+        _require(
+            len(self.hidden_sizes) > 0 and all(int(h) > 0 for h in self.hidden_sizes),
+            "hidden_sizes",
+            "a non-empty tuple of positive integers",
+            self.hidden_sizes,
+        )
+        _require(self.c_kl >= 0, "c_kl", ">= 0", self.c_kl)
+        _require(self.c_ent >= 0, "c_ent", ">= 0", self.c_ent)
+        _require(self.c_kl + self.c_ent > 0, "c_kl + c_ent", "> 0", self.c_kl + self.c_ent)
+        _require(self.max_grad_norm > 0, "max_grad_norm", "> 0", self.max_grad_norm)
+        _require(0 < self.ppo_clip < 1, "ppo_clip", "in (0, 1)", self.ppo_clip)
+        if self.learner == "ppo":
+            _require(
+                self.num_envs % self.ppo_minibatches == 0,
+                "ppo_minibatches",
+                f"a divisor of num_envs={self.num_envs}",
+                self.ppo_minibatches,
+            )
+        self.hyperparams()  # validates the numeric fields with named errors
+
+    @property
+    def resolved(self) -> tuple[Architecture, float, float, bool]:
+        """``(architecture, alpha, beta, distill)`` after applying the preset."""
+        if self.variant == "custom":
+            total = self.c_kl + self.c_ent
+            return self.architecture, self.c_kl / total, 1.0 / total, self.distill
+        architecture, alpha, distill = VARIANTS[self.variant]
+        return architecture, alpha, self.beta, distill
+
+    def hyperparams(self) -> Hyperparams:
+        _, alpha, beta, distill = self.resolved
+        return Hyperparams.create(
+            alpha=alpha,
+            beta=beta,
+            learning_rate=self.learning_rate,
+            gamma=self.gamma,
+            lambda_=self.lambda_,
+            value_coef=self.value_coef,
+            distill_coef=self.distill_coef if distill else 0.0,
+        )
+
+    def replace(self, **changes) -> TrainConfig:
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def steps_per_iteration(self) -> int:
+        """Env steps per update, per task (multiply by the number of tasks for the total)."""
+        return self.num_envs * self.unroll_length

@@ -1,0 +1,210 @@
+"""Action distributions: categorical and (tanh-)diagonal Gaussian, as pure functions.
+
+Each family is exposed two ways:
+  * plain functions (``categorical_kl``, ``gaussian_kl``, ``gaussian_two_column`` ...) on arrays,
+    with the action axis last;
+  * a ``DistributionOps`` bundle (``categorical()``, ``gaussian()``, ``tanh_gaussian()``) that a
+    loss takes as an argument, so that one loss serves discrete and continuous policies.
+
+Distribution parameters ("dist params") are the logits ``[..., A]`` for a categorical and a
+``(loc, scale)`` tuple of ``[..., D]`` arrays for a Gaussian. Gaussian log-probabilities,
+entropies and KLs are summed over the D action dimensions.
+
+Tanh squashing: actions are stored *before* the squash (``u``; the environment receives
+``tanh(u)``). ``log_prob`` of a tanh-Gaussian is the density of ``tanh(u)``, i.e. the Gaussian
+log-density of ``u`` minus ``sum log(1 - tanh(u)^2)``. The Jacobian is the same for every policy
+evaluated at the same ``u``, so it cancels in ``log pi_i - log pi_0`` and in the KL (computed in
+closed form on the pre-squash Gaussians), but not in ``log pi_i`` alone.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Callable, NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+DistParams = Any  # logits array, or a (loc, scale) tuple
+
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+# ----------------------------------------------------------------------------- categorical
+
+
+def categorical_log_prob(logits: Array, action: Array) -> Array:
+    """log softmax(logits)[action] by a gather (never a ``[:, actions]`` B×B index).
+
+    Args:
+      logits: ``[..., A]``.
+      action: ``[...]`` integer actions.
+    Returns:
+      ``[...]`` log-probabilities.
+    """
+    log_p = jax.nn.log_softmax(logits, axis=-1)
+    return jnp.take_along_axis(log_p, action[..., None].astype(jnp.int32), axis=-1)[..., 0]
+
+
+def categorical_entropy(logits: Array) -> Array:
+    """H(p) = −Σ_a p_a log p_a over the last axis; ``[..., A] -> [...]``."""
+    log_p = jax.nn.log_softmax(logits, axis=-1)
+    # p * log p with p -> 0 gives 0 * -inf = nan only if log_p is -inf; log_softmax is finite.
+    return -jnp.sum(jnp.exp(log_p) * log_p, axis=-1)
+
+
+def categorical_cross_entropy(logits_p: Array, logits_q: Array) -> Array:
+    """−Σ_a p_a log q_a over the last axis; ``[..., A] -> [...]``."""
+    p = jax.nn.softmax(logits_p, axis=-1)
+    return -jnp.sum(p * jax.nn.log_softmax(logits_q, axis=-1), axis=-1)
+
+
+def categorical_kl(logits_p: Array, logits_q: Array) -> Array:
+    """KL(p‖q) = Σ_a p_a (log p_a − log q_a) of two categoricals given by logits.
+
+    Args:
+      logits_p: ``[..., A]`` logits of p.
+      logits_q: ``[..., A]`` logits of q.
+    Returns:
+      ``[...]`` non-negative KL divergences.
+    """
+    chex.assert_equal_shape([logits_p, logits_q])
+    log_p = jax.nn.log_softmax(logits_p, axis=-1)
+    log_q = jax.nn.log_softmax(logits_q, axis=-1)
+    return jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)
+
+
+# ----------------------------------------------------------------------------- gaussian
+
+
+def gaussian_log_prob(loc: Array, scale: Array, x: Array) -> Array:
+    """Diagonal Gaussian log-density summed over the last axis; ``[..., D] -> [...]``."""
+    z = (x - loc) / scale
+    return jnp.sum(-0.5 * z**2 - jnp.log(scale) - 0.5 * _LOG_2PI, axis=-1)
+
+
+def gaussian_entropy(scale: Array) -> Array:
+    """Entropy of a diagonal Gaussian, Σ_d (½ log(2πe) + log σ_d); ``[..., D] -> [...]``."""
+    return jnp.sum(0.5 * (_LOG_2PI + 1.0) + jnp.log(scale), axis=-1)
+
+
+def gaussian_kl(mu_p: Array, std_p: Array, mu_q: Array, std_q: Array) -> Array:
+    """KL(p‖q) of diagonal Gaussians, summed over the action dimensions.
+
+        KL = Σ_d [ log(σ_q/σ_p) + (σ_p² + (μ_p − μ_q)²) / (2σ_q²) − ½ ]
+
+    Args:
+      mu_p, std_p, mu_q, std_q: ``[..., D]``; standard deviations must be positive.
+    Returns:
+      ``[...]``.
+    """
+    chex.assert_equal_shape([mu_p, std_p, mu_q, std_q])
+    var_ratio = (std_p / std_q) ** 2
+    mahalanobis = ((mu_p - mu_q) / std_q) ** 2
+    # log of the ratio from the logs: var_ratio underflows to 0 for std_p/std_q < 1e-19.
+    log_var_ratio = 2.0 * (jnp.log(std_p) - jnp.log(std_q))
+    return jnp.sum(0.5 * (var_ratio + mahalanobis - 1.0 - log_var_ratio), axis=-1)
+
+
+def gaussian_two_column(
+    mu_0: Array, std_0: Array, mu_f: Array, std_f: Array, alpha: chex.Numeric
+) -> tuple[Array, Array]:
+    """The 2-column Gaussian task policy π_i ∝ π_0^α · N(m, s²) (DESIGN.md, continuous actions).
+
+    With π_0 = N(μ_0, σ_0²) and the task column N(m, s²) (β absorbed into the column):
+
+        1/σ² = α/σ_0² + 1/s²,     μ = σ² (α μ_0/σ_0² + m/s²).
+
+    α = 0 gives the column alone; the product is again a diagonal Gaussian.
+
+    Args:
+      mu_0, std_0: ``[..., D]`` the distilled policy π_0.
+      mu_f, std_f: ``[..., D]`` the task column.
+      alpha: scalar in [0, 1].
+    Returns:
+      ``(mu, std)`` of π_i, each ``[..., D]``.
+    """
+    chex.assert_equal_shape([mu_0, std_0, mu_f, std_f])
+    # In log space: std**2 under/overflows float32 for std < 1e-19 or > 1e19 (then 0 * inf = nan).
+    # α = 0 gives log α = −inf, so π_0 drops out exactly.
+    log_prec_0 = jnp.log(alpha) - 2.0 * jnp.log(std_0)
+    log_prec_f = -2.0 * jnp.log(std_f)
+    log_prec = jnp.logaddexp(log_prec_0, log_prec_f)
+    mu = jnp.exp(log_prec_0 - log_prec) * mu_0 + jnp.exp(log_prec_f - log_prec) * mu_f
+    return mu, jnp.exp(-0.5 * log_prec)
+
+
+def tanh_log_det_jacobian(u: Array) -> Array:
+    """Σ_d log(1 − tanh(u_d)²), computed stably as 2(log 2 − u − softplus(−2u))."""
+    return jnp.sum(2.0 * (math.log(2.0) - u - jax.nn.softplus(-2.0 * u)), axis=-1)
+
+
+# ----------------------------------------------------------------------------- bundles
+
+
+class DistributionOps(NamedTuple):
+    """The operations a loss needs from a policy's distribution family.
+
+    Attributes:
+      log_prob: ``(params, action) -> [...]`` log-density of the stored action.
+      entropy: ``params -> [...]`` (for tanh-Gaussians: of the pre-squash Gaussian).
+      kl: ``(params_p, params_q) -> [...]`` KL(p‖q).
+      sample: ``(key, params) -> action`` (pre-squash for tanh-Gaussians).
+      mode: ``params -> action``, the greedy action.
+      postprocess: maps a stored action to what the environment receives.
+      discrete: whether actions are integers.
+    """
+
+    log_prob: Callable[[DistParams, Array], Array]
+    entropy: Callable[[DistParams], Array]
+    kl: Callable[[DistParams, DistParams], Array]
+    sample: Callable[[Array, DistParams], Array]
+    mode: Callable[[DistParams], Array]
+    postprocess: Callable[[Array], Array]
+    discrete: bool
+
+
+def categorical() -> DistributionOps:
+    """Categorical policies parameterised by logits ``[..., A]``."""
+    return DistributionOps(
+        log_prob=categorical_log_prob,
+        entropy=categorical_entropy,
+        kl=categorical_kl,
+        sample=lambda key, logits: jax.random.categorical(key, logits, axis=-1),
+        mode=lambda logits: jnp.argmax(logits, axis=-1),
+        postprocess=lambda a: a,
+        discrete=True,
+    )
+
+
+def _gaussian_sample(key: Array, params: tuple[Array, Array]) -> Array:
+    loc, scale = params
+    return loc + scale * jax.random.normal(key, loc.shape, loc.dtype)
+
+
+def gaussian() -> DistributionOps:
+    """Unsquashed diagonal Gaussians parameterised by ``(loc, scale)``."""
+    return DistributionOps(
+        log_prob=lambda p, x: gaussian_log_prob(p[0], p[1], x),
+        entropy=lambda p: gaussian_entropy(p[1]),
+        kl=lambda p, q: gaussian_kl(p[0], p[1], q[0], q[1]),
+        sample=_gaussian_sample,
+        mode=lambda p: p[0],
+        postprocess=lambda a: a,
+        discrete=False,
+    )
+
+
+def tanh_gaussian() -> DistributionOps:
+    """Diagonal Gaussians squashed by tanh; actions are stored before the squash."""
+    return DistributionOps(
+        log_prob=lambda p, u: gaussian_log_prob(p[0], p[1], u) - tanh_log_det_jacobian(u),
+        entropy=lambda p: gaussian_entropy(p[1]),
+        kl=lambda p, q: gaussian_kl(p[0], p[1], q[0], q[1]),
+        sample=_gaussian_sample,
+        mode=lambda p: p[0],
+        postprocess=jnp.tanh,
+        discrete=False,
+    )

@@ -1,0 +1,138 @@
+"""Wrappers for task families: time limits with a truncation flag, and auto-reset.
+
+Order matters: ``AutoReset(EpisodeLimit(family, T))`` is what ``wrap_for_training`` builds.
+
+Unlike Brax's ``AutoResetWrapper`` (which replays the first state of the batch forever), the
+reset here draws a fresh start for every episode from a key carried in ``info["reset_rng"]``.
+The observation that ended an episode is kept in ``info["final_obs"]`` so that a learner can
+bootstrap a truncated episode from the value of its true last state rather than from the first
+state of the next episode.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from distral_jax.envs.base import PyTree, State, TaskFamily
+
+
+class Wrapper(TaskFamily):
+    """Forwards everything to the wrapped family."""
+
+    def __init__(self, env: TaskFamily):
+        self.env = env
+
+    @property
+    def num_tasks(self) -> int:
+        return self.env.num_tasks
+
+    @property
+    def observation_size(self) -> int:
+        return self.env.observation_size
+
+    @property
+    def action_size(self) -> int:
+        return self.env.action_size
+
+    @property
+    def discrete(self) -> bool:
+        return self.env.discrete
+
+    def tasks(self) -> PyTree:
+        return self.env.tasks()
+
+    def reset(self, rng: jax.Array, task: PyTree) -> State:
+        return self.env.reset(rng, task)
+
+    def step(self, state: State, action: jax.Array, task: PyTree) -> State:
+        return self.env.step(state, action, task)
+
+    @property
+    def unwrapped(self) -> TaskFamily:
+        return self.env.unwrapped
+
+    def __getattr__(self, name):
+        # Only reached for attributes not found normally: expose the wrapped family's extras
+        # (layouts, optimal returns, ...). Guard against recursion before ``env`` is set.
+        if name == "env":
+            raise AttributeError(name)
+        return getattr(self.env, name)
+
+
+class EpisodeLimit(Wrapper):
+    """Ends episodes after ``episode_length`` steps and marks them as truncated.
+
+    Adds ``info["steps"]`` (steps taken in the episode) and ``info["truncation"]`` (1.0 when the
+    time limit, not the task, ended the episode).
+    """
+
+    def __init__(self, env: TaskFamily, episode_length: int):
+        if int(episode_length) < 1:
+            raise ValueError(f"episode_length must be a positive integer, got {episode_length!r}")
+        super().__init__(env)
+        self.episode_length = int(episode_length)
+
+    def reset(self, rng: jax.Array, task: PyTree) -> State:
+        state = self.env.reset(rng, task)
+        info = dict(state.info)
+        info["steps"] = jnp.zeros((), jnp.float32)
+        info["truncation"] = jnp.zeros((), jnp.float32)
+        return state.replace(info=info)
+
+    def step(self, state: State, action: jax.Array, task: PyTree) -> State:
+        steps = state.info["steps"] + 1.0
+        state = self.env.step(state, action, task)
+        out_of_time = (steps >= self.episode_length).astype(jnp.float32)
+        terminated = state.done.astype(jnp.float32)
+        info = dict(state.info)
+        info["steps"] = steps
+        info["truncation"] = out_of_time * (1.0 - terminated)
+        return state.replace(info=info, done=jnp.maximum(terminated, out_of_time))
+
+
+class AutoReset(Wrapper):
+    """Resets an environment from a fresh random start whenever an episode ends.
+
+    The returned state after a ``done`` step carries the new episode's first observation in
+    ``obs``, the ended episode's last observation in ``info["final_obs"]``, and the ended
+    episode's undiscounted return in ``info["episode_return"]`` (on every other step that field
+    is the running return of the current episode).
+    """
+
+    def reset(self, rng: jax.Array, task: PyTree) -> State:
+        rng, reset_rng = jax.random.split(rng)
+        state = self.env.reset(rng, task)
+        info = dict(state.info)
+        info["reset_rng"] = reset_rng
+        info["final_obs"] = state.obs
+        info["episode_return"] = jnp.zeros((), jnp.float32)
+        return state.replace(info=info)
+
+    def step(self, state: State, action: jax.Array, task: PyTree) -> State:
+        running = jnp.where(state.done > 0, 0.0, state.info["episode_return"])
+        reset_rng, next_rng = jax.random.split(state.info["reset_rng"])
+        stepped = self.env.step(state, action, task)
+        fresh = self.env.reset(reset_rng, task)
+        done = stepped.done > 0
+
+        def pick(new, old):
+            cond = jnp.reshape(done, done.shape + (1,) * (old.ndim - done.ndim))
+            return jnp.where(cond, new, old)
+
+        pipeline_state = jax.tree_util.tree_map(pick, fresh.pipeline_state, stepped.pipeline_state)
+        obs = pick(fresh.obs, stepped.obs)
+        info = dict(stepped.info)
+        for key, value in fresh.info.items():
+            # Per-episode counters restart; the flags describing the ended step are kept.
+            if key not in ("truncation", "reset_rng", "final_obs", "episode_return"):
+                info[key] = pick(value, stepped.info[key])
+        info["reset_rng"] = next_rng
+        info["final_obs"] = stepped.obs
+        info["episode_return"] = running + stepped.reward
+        return stepped.replace(pipeline_state=pipeline_state, obs=obs, info=info)
+
+
+def wrap_for_training(env: TaskFamily, episode_length: int) -> TaskFamily:
+    """Time limit, then auto-reset: the wrapping every trainer in this package expects."""
+    return AutoReset(EpisodeLimit(env, episode_length))

@@ -1,0 +1,314 @@
+"""Distral losses: pure functions on one trajectory, in the style of rlax.
+
+Time-major ``[T]`` arrays, rank and shape checks first, the maths in the docstrings. Batch and
+task axes are added by the caller with ``jax.vmap``. Equation numbers refer to Teh et al.,
+"Distral: Robust Multitask Reinforcement Learning" (NIPS 2017); ``DESIGN.md`` §1 restates them.
+
+The joint objective (eq. 1) for task i, with α = c_KL/(c_KL + c_Ent), β = 1/(c_KL + c_Ent):
+
+    J_i = E_{π_i}[ Σ_t γ^t ( R_i(a_t, s_t) + (α/β) log π_0(a_t|s_t) − (1/β) log π_i(a_t|s_t) ) ]
+
+Everything below is a piece of its gradient: the regularised reward (eq. 9), the 2-column
+parameterisation and the distillation term (eq. 10), and a complete actor-critic loss.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import chex
+import jax
+import jax.numpy as jnp
+import rlax
+
+from distral_jax.distributions import (
+    DistParams,
+    DistributionOps,
+    categorical_kl,
+    gaussian_kl,
+    gaussian_two_column,
+)
+
+Array = jax.Array
+Numeric = chex.Numeric
+
+__all__ = [
+    "alpha_beta",
+    "categorical_kl",
+    "distillation_loss",
+    "distral_actor_critic_loss",
+    "gaussian_kl",
+    "gaussian_two_column",
+    "regularized_rewards",
+    "soft_value",
+    "two_column_logits",
+]
+
+
+# ----------------------------------------------------------------------------- input checks
+
+
+def _check_rank(name: str, x: Array, rank: int | set[int]) -> None:
+    ranks = {rank} if isinstance(rank, int) else rank
+    if jnp.ndim(x) not in ranks:
+        raise ValueError(
+            f"`{name}` must have rank {' or '.join(map(str, sorted(ranks)))}, "
+            f"got shape {jnp.shape(x)}"
+        )
+
+
+def _check_same_shape(**named: Array) -> None:
+    shapes = {name: jnp.shape(x) for name, x in named.items()}
+    first_name, first = next(iter(shapes.items()))
+    for name, shape in shapes.items():
+        if shape != first:
+            raise ValueError(
+                f"`{name}` has shape {shape} but `{first_name}` has shape {first}; "
+                f"they must match ({', '.join(f'{k}={v}' for k, v in shapes.items())})"
+            )
+
+
+def _is_concrete(x) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+# ----------------------------------------------------------------------------- building blocks
+
+
+def alpha_beta(c_kl: float, c_ent: float) -> tuple[float, float]:
+    """Converts the paper's costs into (α, β) (Section 2).
+
+        α = c_KL / (c_KL + c_Ent) ∈ [0, 1],    β = 1 / (c_KL + c_Ent) > 0
+
+    Args:
+      c_kl: cost of the KL from π_i to π_0, ≥ 0.
+      c_ent: cost of (minus) the entropy of π_i, ≥ 0.
+    Returns:
+      ``(alpha, beta)`` as Python floats (or arrays if the costs are traced).
+    Raises:
+      ValueError: a negative cost, or both costs zero (β would be infinite).
+    """
+    for name, value in (("c_kl", c_kl), ("c_ent", c_ent)):
+        if _is_concrete(value) and float(value) < 0:
+            raise ValueError(f"`{name}` must be >= 0, got {value}")
+    if _is_concrete(c_kl) and _is_concrete(c_ent) and float(c_kl) + float(c_ent) == 0:
+        raise ValueError("`c_kl` and `c_ent` cannot both be 0: beta = 1/(c_kl + c_ent) is infinite")
+    total = c_kl + c_ent
+    return c_kl / total, 1.0 / total
+
+
+def regularized_rewards(
+    r_t: Array, log_pi_i_t: Array, log_pi_0_t: Array, alpha: Numeric, beta: Numeric
+) -> Array:
+    """The regularised reward of eq. (9), a constant for the gradient:
+
+        R^reg_t = r_t + (α/β) log π_0(a_t|s_t) − (1/β) log π_i(a_t|s_t)
+
+    Args:
+      r_t: ``[T]`` environment rewards.
+      log_pi_i_t: ``[T]`` log π_i of the actions taken.
+      log_pi_0_t: ``[T]`` log π_0 of the same actions (not of π_0's own samples).
+      alpha, beta: scalars.
+    Returns:
+      ``[T]`` rewards through which no gradient flows.
+    """
+    _check_rank("r_t", r_t, 1)
+    _check_same_shape(r_t=r_t, log_pi_i_t=log_pi_i_t, log_pi_0_t=log_pi_0_t)
+    reg = r_t + (alpha / beta) * log_pi_0_t - log_pi_i_t / beta
+    return jax.lax.stop_gradient(reg)
+
+
+def two_column_logits(h0_logits: Array, f_logits: Array, alpha: Numeric, beta: Numeric) -> Array:
+    """The 2-column task policy's logits (eq. 7): ``α h_θ0(s) + β f_θi(s)``.
+
+    softmax of the result is π_0^α exp(β f) / Z. Passing ``beta=1`` gives the folded
+    parameterisation ``α h0 + g`` with g = β f learned directly (DESIGN.md practical notes).
+
+    Args:
+      h0_logits: ``[..., A]`` logits of π_0.
+      f_logits: ``[..., A]`` the task column.
+      alpha, beta: scalars.
+    Returns:
+      ``[..., A]``.
+    """
+    _check_same_shape(h0_logits=h0_logits, f_logits=f_logits)
+    return alpha * h0_logits + beta * f_logits
+
+
+def soft_value(q: Array, log_pi_0: Array, alpha: Numeric, beta: Numeric) -> Array:
+    """The soft (free-energy) value of the tabular Distral update:
+
+        V(s) = (1/β) log Σ_a π_0(a|s)^α exp(β Q(a,s))
+
+    Computed as a log-sum-exp over the last axis, so it stays finite for β up to 1e5 and for
+    π_0(a|s) = 0 (the action is then excluded, unless α = 0 where π_0^0 = 1).
+
+    Args:
+      q: ``[..., A]`` action values.
+      log_pi_0: ``[..., A]`` log π_0.
+      alpha, beta: scalars, β > 0.
+    Returns:
+      ``[...]``.
+    """
+    _check_same_shape(q=q, log_pi_0=log_pi_0)
+    # 0 * (-inf) is nan: with α = 0 the prior must drop out entirely.
+    prior = jnp.where(alpha == 0, 0.0, alpha * log_pi_0)
+    return jax.nn.logsumexp(prior + beta * q, axis=-1) / beta
+
+
+def distillation_loss(logits_i_t: Array, logits_0_t: Array, w_t: Array) -> Array:
+    """Distillation of π_0 towards the task policy, the last term of eq. (10).
+
+        L = (1/T) Σ_t w_t · ( −Σ_a stop_grad(π_i(a|s_t)) log π_0(a|s_t) )
+
+    so that ∂L/∂logits_0_t = w_t (π_0(·|s_t) − π_i(·|s_t)) / T, and no gradient reaches
+    ``logits_i_t``. With w_t = (α/β) γ^t (or α/β) its gradient is eq. (10)'s distillation term.
+
+    Args:
+      logits_i_t: ``[T, A]`` logits of the task policy.
+      logits_0_t: ``[T, A]`` logits of the distilled policy.
+      w_t: ``[T]`` weights.
+    Returns:
+      scalar loss.
+    """
+    _check_rank("logits_i_t", logits_i_t, 2)
+    _check_same_shape(logits_i_t=logits_i_t, logits_0_t=logits_0_t)
+    _check_rank("w_t", w_t, 1)
+    if w_t.shape[0] != logits_0_t.shape[0]:
+        raise ValueError(
+            f"`w_t` has length {w_t.shape[0]} but `logits_0_t` has {logits_0_t.shape[0]} steps"
+        )
+    pi_i = jax.lax.stop_gradient(jax.nn.softmax(logits_i_t, axis=-1))
+    cross_entropy = -jnp.sum(pi_i * jax.nn.log_softmax(logits_0_t, axis=-1), axis=-1)
+    return jnp.mean(w_t * cross_entropy)
+
+
+# ----------------------------------------------------------------------------- actor-critic
+
+
+Regularizer = Literal["analytic", "sampled"]
+
+
+def _regularizer_terms(
+    dist: DistributionOps,
+    pi_t: DistParams,
+    pi0_t: DistParams,
+    a_t: Array,
+    alpha: Numeric,
+    beta: Numeric,
+    regularizer: Regularizer,
+) -> tuple[Array, Array]:
+    """Per-step regulariser added to the reward, and its directly differentiated part.
+
+    Sampled (the paper's): (α/β) log π_0(a_t) − (1/β) log π_i(a_t), only in the return.
+    Analytic: g(s_t) = −(α/β) KL(π_i‖π_0) + ((1−α)/β) H(π_i) = (α/β) E_{π_i} log π_0 + (1/β) H(π_i),
+    which is a function of the state: its value enters the return (a constant there) and its
+    gradient w.r.t. π_i enters directly (π_0 held fixed; π_0's side is the distillation term).
+    """
+    sg = jax.lax.stop_gradient
+    if regularizer == "sampled":
+        reg_t = (alpha / beta) * dist.log_prob(pi0_t, a_t) - dist.log_prob(pi_t, a_t) / beta
+        return sg(reg_t), jnp.zeros_like(reg_t)
+    kl_t = dist.kl(pi_t, sg(pi0_t))
+    g_t = -(alpha / beta) * kl_t + ((1.0 - alpha) / beta) * dist.entropy(pi_t)
+    return sg(g_t), g_t
+
+
+def distral_actor_critic_loss(
+    dist: DistributionOps,
+    pi_t: DistParams,
+    pi0_t: DistParams,
+    a_t: Array,
+    r_t: Array,
+    discount_t: Array,
+    done_t: Array,
+    v_tm1: Array,
+    v_t: Array,
+    alpha: Numeric,
+    beta: Numeric,
+    *,
+    lambda_: Numeric = 0.95,
+    regularizer: Regularizer = "analytic",
+    value_coef: Numeric = 0.5,
+    distill_coef: Numeric = 1.0,
+) -> tuple[Array, dict[str, Array]]:
+    """Distral advantage actor-critic loss for one trajectory of one task (eqs. 9 and 10).
+
+    Returns G_t are λ-returns of the regularised reward R^reg_t = r_t + reg_t (see
+    ``regularized_rewards``; ``regularizer`` picks the sampled or the analytic estimator),
+    bootstrapped from ``v_t`` and cut at episode ends:
+
+        G_t = R^reg_t + discount_t [ (1 − λ_t) v_t + λ_t G_{t+1} ],   λ_t = λ (1 − done_t)
+
+    so a terminated step (discount_t = 0) does not bootstrap, a truncated one bootstraps from
+    the value of its true final state, and no return leaks across an episode boundary.
+
+        loss = mean_t [ −log π_i(a_t|s_t) sg(G_t − v_tm1)              (eq. 9; eq. 10 first term
+                        − g_t                         (analytic only)    through 2-column params)
+                        + value_coef · ½ (sg(G_t) − v_tm1)²
+                        + distill_coef · (α/β) CE(sg(π_i), π_0)(s_t) ]  (eq. 10, distillation)
+
+    With α = 0 this is entropy-regularised ("soft") A2C with inverse temperature β.
+
+    Args:
+      dist: the distribution family (``distributions.categorical()``, ``tanh_gaussian()``...).
+      pi_t: task policy parameters over time (logits ``[T, A]`` or ``(loc, scale)`` ``[T, D]``).
+      pi0_t: distilled policy parameters at the same states, same structure.
+      a_t: ``[T]`` (discrete) or ``[T, D]`` actions taken (pre-squash for tanh-Gaussians).
+      r_t: ``[T]`` rewards.
+      discount_t: ``[T]`` γ at non-terminal steps, 0 where the episode terminated.
+      done_t: ``[T]`` 1 where the episode ended at t (terminated or truncated), else 0.
+      v_tm1: ``[T]`` V(s_t), differentiable.
+      v_t: ``[T]`` V of the state reached at t (the true last state when the episode ended).
+      alpha, beta: Distral's α ∈ [0, 1] and β > 0 (may be traced).
+      lambda_: λ of the returns (1: Monte-Carlo to the bootstrap, 0: one-step TD).
+      regularizer: ``"analytic"`` (lower variance) or ``"sampled"`` (the paper's).
+      value_coef: weight of the value loss.
+      distill_coef: multiplier of the distillation term (1 is the joint objective's gradient).
+    Returns:
+      ``(loss, metrics)``: scalar loss and a dict of scalar diagnostics.
+    """
+    _check_rank("r_t", r_t, 1)
+    _check_same_shape(r_t=r_t, discount_t=discount_t, done_t=done_t, v_tm1=v_tm1, v_t=v_t)
+    _check_rank("a_t", a_t, {1, 2})
+    if a_t.shape[0] != r_t.shape[0]:
+        raise ValueError(f"`a_t` has {a_t.shape[0]} steps but `r_t` has {r_t.shape[0]}")
+    if regularizer not in ("analytic", "sampled"):
+        raise ValueError(f"`regularizer` must be 'analytic' or 'sampled', got {regularizer!r}")
+    # Without these, a pi_t or pi0_t of one step would broadcast silently against [T] arrays.
+    pi_shapes = [jnp.shape(x) for x in jax.tree_util.tree_leaves(pi_t)]
+    pi0_shapes = [jnp.shape(x) for x in jax.tree_util.tree_leaves(pi0_t)]
+    if pi0_shapes != pi_shapes:
+        raise ValueError(f"`pi0_t` has shapes {pi0_shapes} but `pi_t` has {pi_shapes}")
+    if any(len(s) < 2 or s[0] != r_t.shape[0] for s in pi_shapes):
+        raise ValueError(f"`pi_t` has shapes {pi_shapes}; expected [T={r_t.shape[0]}, ...]")
+    sg = jax.lax.stop_gradient
+
+    reg_t, direct_t = _regularizer_terms(dist, pi_t, pi0_t, a_t, alpha, beta, regularizer)
+    reward_t = sg(r_t + reg_t)
+    lambda_t = lambda_ * (1.0 - done_t)
+    returns_t = sg(rlax.lambda_returns(reward_t, discount_t, sg(v_t), lambda_t))
+    advantage_t = returns_t - sg(v_tm1)
+
+    log_pi_t = dist.log_prob(pi_t, a_t)
+    pg_loss = -jnp.mean(log_pi_t * advantage_t)
+    reg_loss = -jnp.mean(direct_t)
+    value_loss = 0.5 * jnp.mean((returns_t - v_tm1) ** 2)
+    # CE(π_i, π_0) = KL(π_i‖π_0) + H(π_i); with π_i held fixed its gradient is distillation's.
+    cross_entropy_t = dist.kl(sg(pi_t), pi0_t) + dist.entropy(sg(pi_t))
+    distill_loss = (alpha / beta) * jnp.mean(cross_entropy_t)
+    loss = pg_loss + reg_loss + value_coef * value_loss + distill_coef * distill_loss
+
+    metrics = {
+        "loss": loss,
+        "pg_loss": pg_loss,
+        "value_loss": value_loss,
+        "distill_loss": distill_loss,
+        "entropy": jnp.mean(dist.entropy(pi_t)),
+        "entropy_pi0": jnp.mean(dist.entropy(pi0_t)),
+        "kl": jnp.mean(dist.kl(pi_t, pi0_t)),
+        "regularized_reward": jnp.mean(reward_t),
+        "advantage": jnp.mean(advantage_t),
+    }
+    return loss, jax.tree_util.tree_map(sg, metrics)
+
