@@ -20,7 +20,8 @@ closed form on the pre-squash Gaussians), but not in ``log pi_i`` alone.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 import chex
 import jax

@@ -37,8 +37,10 @@ __all__ = [
     "categorical_kl",
     "distillation_loss",
     "distral_actor_critic_loss",
+    "distral_ppo_loss",
     "gaussian_kl",
     "gaussian_two_column",
+    "regularized_returns",
     "regularized_rewards",
     "soft_value",
     "two_column_logits",
@@ -284,11 +286,22 @@ def distral_actor_critic_loss(
         raise ValueError(f"`pi_t` has shapes {pi_shapes}; expected [T={r_t.shape[0]}, ...]")
     sg = jax.lax.stop_gradient
 
+    returns_t, advantage_t = regularized_returns(
+        dist,
+        pi_t,
+        pi0_t,
+        a_t,
+        r_t,
+        discount_t,
+        done_t,
+        v_tm1,
+        v_t,
+        alpha,
+        beta,
+        lambda_=lambda_,
+        regularizer=regularizer,
+    )
     reg_t, direct_t = _regularizer_terms(dist, pi_t, pi0_t, a_t, alpha, beta, regularizer)
-    reward_t = sg(r_t + reg_t)
-    lambda_t = lambda_ * (1.0 - done_t)
-    returns_t = sg(rlax.lambda_returns(reward_t, discount_t, sg(v_t), lambda_t))
-    advantage_t = returns_t - sg(v_tm1)
 
     log_pi_t = dist.log_prob(pi_t, a_t)
     pg_loss = -jnp.mean(log_pi_t * advantage_t)
@@ -307,8 +320,127 @@ def distral_actor_critic_loss(
         "entropy": jnp.mean(dist.entropy(pi_t)),
         "entropy_pi0": jnp.mean(dist.entropy(pi0_t)),
         "kl": jnp.mean(dist.kl(pi_t, pi0_t)),
-        "regularized_reward": jnp.mean(reward_t),
+        "regularized_reward": jnp.mean(r_t + reg_t),
         "advantage": jnp.mean(advantage_t),
     }
     return loss, jax.tree_util.tree_map(sg, metrics)
 
+
+def distral_ppo_loss(
+    dist: DistributionOps,
+    pi_t: DistParams,
+    pi0_t: DistParams,
+    a_t: Array,
+    behaviour_log_pi_t: Array,
+    advantage_t: Array,
+    returns_t: Array,
+    v_tm1: Array,
+    alpha: Numeric,
+    beta: Numeric,
+    *,
+    clip_epsilon: Numeric = 0.2,
+    regularizer: Regularizer = "analytic",
+    value_coef: Numeric = 0.5,
+    distill_coef: Numeric = 1.0,
+    advantage_scale: Numeric = 1.0,
+) -> tuple[Array, dict[str, Array]]:
+    """Distral under PPO's clipped surrogate, for one trajectory (or any ``[T]`` batch).
+
+    The advantages and returns come from the regularised reward R^reg (computed once per
+    rollout with the behaviour policies, see ``distral_actor_critic_loss`` for the returns):
+
+        ρ_t = π_i(a_t|s_t) / μ(a_t|s_t)
+        loss = mean_t [ −min(ρ_t Â_t, clip(ρ_t, 1 ± ε) Â_t)
+                        − advantage_scale · g_t                  (analytic regulariser only)
+                        + value_coef · ½ (G_t − v_tm1)²
+                        + distill_coef · (α/β) CE(sg(π_i), π_0)(s_t) ]
+
+    where g_t = −(α/β) KL(π_i‖sg π_0) + ((1−α)/β) H(π_i). When the caller normalises the
+    advantages by their standard deviation σ, it passes ``advantage_scale = 1/σ`` so that the
+    regulariser keeps its weight relative to the reward (β keeps its meaning).
+
+    Args:
+      dist: the distribution family.
+      pi_t, pi0_t: current task and distilled policy parameters ``[T, ...]``.
+      a_t: actions ``[T]`` or ``[T, D]``.
+      behaviour_log_pi_t: ``[T]`` log-probabilities under the acting policy μ.
+      advantage_t: ``[T]`` (possibly normalised) advantages of R^reg.
+      returns_t: ``[T]`` value targets.
+      v_tm1: ``[T]`` current values, differentiable.
+      alpha, beta: Distral's α and β.
+      clip_epsilon: PPO's ε.
+      regularizer: "analytic" or "sampled" (sampled: the regulariser lives in Â only).
+      value_coef, distill_coef: loss weights.
+      advantage_scale: multiplier of the analytic regulariser's direct term.
+    Returns:
+      ``(loss, metrics)``.
+    """
+    _check_rank("advantage_t", advantage_t, 1)
+    _check_same_shape(
+        advantage_t=advantage_t,
+        behaviour_log_pi_t=behaviour_log_pi_t,
+        returns_t=returns_t,
+        v_tm1=v_tm1,
+    )
+    if regularizer not in ("analytic", "sampled"):
+        raise ValueError(f"`regularizer` must be 'analytic' or 'sampled', got {regularizer!r}")
+    sg = jax.lax.stop_gradient
+    log_pi_t = dist.log_prob(pi_t, a_t)
+    ratio_t = jnp.exp(log_pi_t - behaviour_log_pi_t)
+    adv = sg(advantage_t)
+    surrogate = jnp.minimum(
+        ratio_t * adv, jnp.clip(ratio_t, 1 - clip_epsilon, 1 + clip_epsilon) * adv
+    )
+    pg_loss = -jnp.mean(surrogate)
+    _, direct_t = _regularizer_terms(dist, pi_t, pi0_t, a_t, alpha, beta, regularizer)
+    reg_loss = -advantage_scale * jnp.mean(direct_t)
+    value_loss = 0.5 * jnp.mean((sg(returns_t) - v_tm1) ** 2)
+    cross_entropy_t = dist.kl(sg(pi_t), pi0_t) + dist.entropy(sg(pi_t))
+    distill_loss = (alpha / beta) * jnp.mean(cross_entropy_t)
+    loss = pg_loss + reg_loss + value_coef * value_loss + distill_coef * distill_loss
+    metrics = {
+        "loss": loss,
+        "pg_loss": pg_loss,
+        "value_loss": value_loss,
+        "distill_loss": distill_loss,
+        "entropy": jnp.mean(dist.entropy(pi_t)),
+        "entropy_pi0": jnp.mean(dist.entropy(pi0_t)),
+        "kl": jnp.mean(dist.kl(pi_t, pi0_t)),
+        "clip_fraction": jnp.mean((jnp.abs(ratio_t - 1.0) > clip_epsilon).astype(jnp.float32)),
+        "approx_kl_behaviour": jnp.mean(behaviour_log_pi_t - log_pi_t),
+    }
+    return loss, jax.tree_util.tree_map(sg, metrics)
+
+
+def regularized_returns(
+    dist: DistributionOps,
+    pi_t: DistParams,
+    pi0_t: DistParams,
+    a_t: Array,
+    r_t: Array,
+    discount_t: Array,
+    done_t: Array,
+    v_tm1: Array,
+    v_t: Array,
+    alpha: Numeric,
+    beta: Numeric,
+    *,
+    lambda_: Numeric = 0.95,
+    regularizer: Regularizer = "analytic",
+) -> tuple[Array, Array]:
+    """λ-returns and advantages (GAE) of the regularised reward, for one trajectory.
+
+    Same returns as ``distral_actor_critic_loss``: G_t = R^reg_t + discount_t [(1 − λ_t) v_t +
+    λ_t G_{t+1}] with λ_t = λ(1 − done_t); the advantage G_t − v_tm1 equals GAE-λ with the
+    same cuts. Nothing here carries a gradient.
+
+    Returns:
+      ``(returns_t, advantage_t)``, each ``[T]``.
+    """
+    _check_rank("r_t", r_t, 1)
+    _check_same_shape(r_t=r_t, discount_t=discount_t, done_t=done_t, v_tm1=v_tm1, v_t=v_t)
+    sg = jax.lax.stop_gradient
+    reg_t, _ = _regularizer_terms(dist, pi_t, pi0_t, a_t, alpha, beta, regularizer)
+    reward_t = sg(r_t + reg_t)
+    returns_t = sg(rlax.lambda_returns(reward_t, discount_t, sg(v_t), lambda_ * (1.0 - done_t)))
+    return returns_t, returns_t - sg(v_tm1)

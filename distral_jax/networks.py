@@ -13,7 +13,8 @@ Value functions are separate per-task networks (task-conditioned for ``shared``)
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax

@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -222,9 +223,7 @@ class Trainer:
 
         def one_mode(mode_key, prior, greedy_):
             reset_key, step_key = jax.random.split(mode_key)
-            env_state = batch_reset(
-                self.eval_env, jax.random.split(reset_key, (n, e)), state.tasks
-            )
+            env_state = batch_reset(self.eval_env, jax.random.split(reset_key, (n, e)), state.tasks)
 
             def step(carry, k):
                 env_state, ret, success, alive = carry
@@ -408,4 +407,3 @@ def _progress_bar(total: int, enabled: bool):
     from tqdm.auto import tqdm  # noqa: PLC0415
 
     return tqdm(total=total, unit="step", unit_scale=True, disable=not enabled, leave=False)
-

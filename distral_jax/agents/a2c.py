@@ -53,9 +53,7 @@ def a2c_loss(
         )
 
     batched = jax.vmap(jax.vmap(one_trajectory))
-    loss, metrics = batched(
-        pi, pi0, traj.action, traj.reward, traj.discount, traj.done, v_tm1, v_t
-    )
+    loss, metrics = batched(pi, pi0, traj.action, traj.reward, traj.discount, traj.done, v_tm1, v_t)
     # Σ over tasks (the joint objective), mean over each task's environments.
     total = jnp.sum(jnp.mean(loss, axis=1))
     return total, jax.tree_util.tree_map(lambda m: jnp.mean(m, axis=1), metrics)
@@ -74,9 +72,7 @@ def a2c_update(
 ) -> LearnerOutput:
     """One synchronous actor-critic step on a batch of trajectories ``[N, E, T]``."""
     del key
-    grads, metrics = jax.grad(a2c_loss, has_aux=True)(
-        params, networks, hp, obs_stats, traj, config
-    )
+    grads, metrics = jax.grad(a2c_loss, has_aux=True)(params, networks, hp, obs_stats, traj, config)
     params, opt_state, grad_norm = apply_gradients(params, opt_state, optimizer, grads, hp)
     metrics["grad_norm"] = jnp.broadcast_to(grad_norm, metrics["loss"].shape)
     return LearnerOutput(params=params, opt_state=opt_state, metrics=metrics)

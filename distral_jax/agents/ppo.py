@@ -1,0 +1,152 @@
+"""PPO on the Distral objective: clipped surrogate on regularised advantages.
+
+Per rollout ``[N, E, T]``:
+  1. with the parameters that acted, compute values, the regularised reward R^reg and its
+     λ-returns / GAE advantages (truncation-aware, ``losses.regularized_returns``);
+  2. ``ppo_epochs`` passes over ``ppo_minibatches`` minibatches of whole trajectories (the env
+     axis is shuffled; every minibatch holds all N tasks, so each step updates θ_0 and every θ_i);
+  3. per minibatch, ``losses.distral_ppo_loss`` vmapped over envs and tasks: surrogate, value loss,
+     analytic regulariser and distillation on the same samples.
+
+Advantages are normalised per task over the minibatch; the analytic regulariser is scaled by the
+same factor so that β keeps its meaning (see ``distral_ppo_loss``).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from distral_jax import losses
+from distral_jax.agents.common import LearnerOutput, Transition, apply_gradients
+from distral_jax.configs import Hyperparams, TrainConfig
+from distral_jax.networks import DistralNetworks, DistralParams
+from distral_jax.normalization import RunningStats
+
+
+def _observations(obs_stats: RunningStats, obs: jax.Array, config: TrainConfig) -> jax.Array:
+    return obs_stats.normalize(obs) if config.normalize_observations else obs
+
+
+def compute_targets(
+    params: DistralParams,
+    networks: DistralNetworks,
+    hp: Hyperparams,
+    obs_stats: RunningStats,
+    traj: Transition,
+    config: TrainConfig,
+) -> tuple[jax.Array, jax.Array]:
+    """Returns and advantages ``[N, E, T]`` of the regularised reward."""
+    pi, pi0, v_tm1 = networks.apply(
+        params, _observations(obs_stats, traj.obs, config), hp.column_alpha
+    )
+    v_t = networks.value(params, _observations(obs_stats, traj.final_obs, config))
+
+    def one(pi_t, pi0_t, a_t, r_t, discount_t, done_t, v_tm1_t, v_t_t):
+        return losses.regularized_returns(
+            networks.dist,
+            pi_t,
+            pi0_t,
+            a_t,
+            r_t,
+            discount_t,
+            done_t,
+            v_tm1_t,
+            v_t_t,
+            hp.alpha,
+            hp.beta,
+            lambda_=hp.lambda_,
+            regularizer=config.regularizer,
+        )
+
+    return jax.vmap(jax.vmap(one))(
+        pi, pi0, traj.action, traj.reward, traj.discount, traj.done, v_tm1, v_t
+    )
+
+
+def ppo_minibatch_loss(
+    params: DistralParams,
+    networks: DistralNetworks,
+    hp: Hyperparams,
+    obs_stats: RunningStats,
+    batch: tuple[Transition, jax.Array, jax.Array],
+    config: TrainConfig,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Joint PPO loss on a minibatch ``[N, B, T]``: Σ over tasks of the mean over trajectories."""
+    traj, returns, advantages = batch
+    mean = jnp.mean(advantages, axis=(1, 2), keepdims=True)
+    std = jnp.std(advantages, axis=(1, 2), keepdims=True) + 1e-8
+    normalized = (advantages - mean) / std
+    scale = 1.0 / std[:, 0, 0]  # [N]: one factor per task
+    pi, pi0, v_tm1 = networks.apply(
+        params, _observations(obs_stats, traj.obs, config), hp.column_alpha
+    )
+
+    def one(pi_t, pi0_t, a_t, mu_t, adv_t, ret_t, v_t, scale_):
+        return losses.distral_ppo_loss(
+            networks.dist,
+            pi_t,
+            pi0_t,
+            a_t,
+            mu_t,
+            adv_t,
+            ret_t,
+            v_t,
+            hp.alpha,
+            hp.beta,
+            clip_epsilon=config.ppo_clip,
+            regularizer=config.regularizer,
+            value_coef=hp.value_coef,
+            distill_coef=hp.distill_coef,
+            advantage_scale=scale_,
+        )
+
+    per_env = jax.vmap(one, in_axes=(0, 0, 0, 0, 0, 0, 0, None))
+    loss, metrics = jax.vmap(per_env)(
+        pi, pi0, traj.action, traj.behaviour_log_prob, normalized, returns, v_tm1, scale
+    )
+    total = jnp.sum(jnp.mean(loss, axis=1))
+    return total, jax.tree_util.tree_map(lambda m: jnp.mean(m, axis=1), metrics)
+
+
+def ppo_update(
+    params: DistralParams,
+    opt_state: optax.OptState,
+    optimizer: optax.GradientTransformation,
+    networks: DistralNetworks,
+    hp: Hyperparams,
+    obs_stats: RunningStats,
+    traj: Transition,
+    key: jax.Array,
+    config: TrainConfig,
+) -> LearnerOutput:
+    """``ppo_epochs`` × ``ppo_minibatches`` gradient steps on one rollout ``[N, E, T]``."""
+    returns, advantages = compute_targets(params, networks, hp, obs_stats, traj, config)
+    num_envs = traj.reward.shape[1]
+    m = config.ppo_minibatches
+
+    def split(x):  # [N, E, ...] -> [M, N, E/M, ...]
+        x = x.reshape((x.shape[0], m, num_envs // m) + x.shape[2:])
+        return jnp.swapaxes(x, 0, 1)
+
+    def epoch(carry, epoch_key):
+        params, opt_state = carry
+        perm = jax.random.permutation(epoch_key, num_envs)
+        shuffled = jax.tree_util.tree_map(lambda x: split(x[:, perm]), (traj, returns, advantages))
+
+        def minibatch(carry, batch):
+            params, opt_state = carry
+            grads, metrics = jax.grad(ppo_minibatch_loss, has_aux=True)(
+                params, networks, hp, obs_stats, batch, config
+            )
+            params, opt_state, grad_norm = apply_gradients(params, opt_state, optimizer, grads, hp)
+            metrics["grad_norm"] = jnp.broadcast_to(grad_norm, metrics["loss"].shape)
+            return (params, opt_state), metrics
+
+        return jax.lax.scan(minibatch, (params, opt_state), shuffled)
+
+    keys = jax.random.split(key, config.ppo_epochs)
+    (params, opt_state), metrics = jax.lax.scan(epoch, (params, opt_state), keys)
+    metrics = jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=(0, 1)), metrics)
+    return LearnerOutput(params=params, opt_state=opt_state, metrics=metrics)
