@@ -307,7 +307,7 @@ def train(
     config: TrainConfig,
     *,
     progress_fn: ProgressFn | None = None,
-    num_seeds: int = 1,
+    num_runs: int = 1,
     hparams: Hyperparams | None = None,
     show_progress: bool = True,
 ) -> tuple[Callable, DistralParams, Metrics]:
@@ -319,23 +319,26 @@ def train(
       progress_fn: called as ``progress_fn(env_steps, metrics)`` after every evaluation, with
         keys such as ``eval/episode_return`` (``[N]``, or ``[seeds, N]``),
         ``eval/episode_return_mean``, ``training/sps`` and ``training/compile_time_s``.
-      num_seeds: independent runs vmapped in the same program (seeds ``config.seed + k``).
-      hparams: traced hyperparameters, optionally with a leading seed axis; default from config.
+      num_runs: independent runs vmapped in one compiled program, each with its own PRNG key
+        (split from ``config.seed``) and, when ``hparams`` has a leading axis, its own
+        hyperparameters: seeds and hyperparameter sweeps cost one compilation.
+      hparams: traced hyperparameters, scalar leaves or a leading ``[num_runs]`` axis; default
+        from ``config``.
       show_progress: display a progress bar.
     Returns:
       ``(make_policy, params, metrics)``: ``make_policy(deterministic=False, prior=False)``
       gives ``policy(obs [N, ..., O], key) -> action``; ``params`` are the final parameters
-      (leading seed axis if ``num_seeds > 1``); ``metrics`` the last evaluation.
+      (leading run axis if ``num_runs > 1``; ``make_policy`` uses run 0); ``metrics`` the last evaluation.
     """
-    if int(num_seeds) < 1:
-        raise ValueError(f"`num_seeds` must be a positive integer, got {num_seeds!r}")
+    if int(num_runs) < 1:
+        raise ValueError(f"`num_runs` must be a positive integer, got {num_runs!r}")
     trainer = Trainer(env, config)
-    keys = jax.random.split(jax.random.PRNGKey(config.seed), num_seeds)
+    keys = jax.random.split(jax.random.PRNGKey(config.seed), num_runs)
     if hparams is None:
         base = config.hyperparams()
-        hparams = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (num_seeds,)), base)
+        hparams = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (num_runs,)), base)
     elif np.ndim(hparams.alpha) == 0:
-        hparams = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (num_seeds,)), hparams)
+        hparams = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (num_runs,)), hparams)
 
     state, compile_time, run, evaluate = _compile(trainer, keys, hparams)
     steps_per_call = trainer.env_steps_per_iteration * config.iterations_per_call
@@ -344,14 +347,14 @@ def train(
 
     bar = _progress_bar(num_calls * steps_per_call, show_progress)
     eval_key = jax.random.PRNGKey(config.seed + 10_000)
-    squeeze = (lambda x: x[0]) if num_seeds == 1 else (lambda x: x)
+    squeeze = (lambda x: x[0]) if num_runs == 1 else (lambda x: x)
     metrics: Metrics = {}
     env_steps, train_time = 0, 0.0
 
     def emit(step: int, training: Metrics) -> Metrics:
         nonlocal eval_key
         eval_key, k = jax.random.split(eval_key)
-        eval_metrics = evaluate(state, jax.random.split(k, num_seeds))
+        eval_metrics = evaluate(state, jax.random.split(k, num_runs))
         out = _summarise(jax.tree_util.tree_map(squeeze, eval_metrics), "eval")
         out.update(training)
         out["training/env_steps"] = step
@@ -381,7 +384,7 @@ def train(
     params = jax.tree_util.tree_map(squeeze, state.params)
     obs_stats = jax.tree_util.tree_map(squeeze, state.obs_stats)
     hp = jax.tree_util.tree_map(squeeze, state.hparams)
-    if num_seeds == 1:
+    if num_runs == 1:
         make_policy = trainer.make_policy(params, obs_stats, hp)
     else:
         make_policy = trainer.make_policy(

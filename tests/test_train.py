@@ -182,7 +182,7 @@ def test_same_seed_same_metrics():
 def test_seeds_vmapped_in_one_program():
     env = tiny_grid()
     config = tiny_config("distral_klent_2col", total_env_steps=4_000, eval_every=4_000)
-    _, params, metrics = train(env, config, num_seeds=3, show_progress=False)
+    _, params, metrics = train(env, config, num_runs=3, show_progress=False)
     assert metrics["eval/episode_return"].shape == (3, env.num_tasks)
     leaves = jax.tree_util.tree_leaves(params)
     assert all(leaf.shape[0] == 3 for leaf in leaves)

@@ -1,0 +1,149 @@
+"""Turning learning curves into the numbers and pictures the studies report.
+
+Curves are arrays ``[runs, evaluations, tasks]`` of returns measured at ``steps [evaluations]``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+
+def steps_to_threshold(steps: np.ndarray, curves: np.ndarray, threshold: np.ndarray) -> np.ndarray:
+    """First step at which every task's return reaches its threshold, per run.
+
+    Args:
+      steps: ``[E]`` env steps of the evaluations (increasing).
+      curves: ``[R, E, N]`` returns.
+      threshold: ``[N]`` per-task thresholds (e.g. 0.9 × the optimal return).
+    Returns:
+      ``[R]`` float steps; ``inf`` for runs that never reach it.
+    """
+    steps = np.asarray(steps, np.float64)
+    curves = np.asarray(curves, np.float64)
+    if curves.ndim != 3 or curves.shape[1] != steps.shape[0]:
+        raise ValueError(f"`curves` must be [runs, {steps.shape[0]}, tasks], got {curves.shape}")
+    reached = np.all(curves >= np.asarray(threshold)[None, None, :], axis=-1)  # [R, E]
+    first = np.argmax(reached, axis=1)
+    return np.where(reached.any(axis=1), steps[first], np.inf)
+
+
+def summarize_steps(values: np.ndarray) -> dict[str, float | int | None]:
+    """Median and quartiles over runs (``inf`` = never reached), JSON-ready."""
+    values = np.asarray(values, np.float64)
+    finite = np.isfinite(values)
+
+    def clean(x: float) -> float | None:
+        return None if not np.isfinite(x) else float(x)
+
+    q25, median, q75 = np.percentile(values, [25, 50, 75]) if values.size else (np.nan,) * 3
+    return {
+        "median": clean(median),
+        "q25": clean(q25),
+        "q75": clean(q75),
+        "reached": int(finite.sum()),
+        "runs": int(values.size),
+    }
+
+
+def ratio(numerator: Mapping, denominator: Mapping) -> float | None:
+    """Ratio of two ``summarize_steps`` medians; None when either never reached the bar."""
+    a, b = numerator.get("median"), denominator.get("median")
+    return None if a is None or b is None or b == 0 else float(a / b)
+
+
+def write_json(path: Path, payload: Mapping) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(_jsonable(payload), indent=2, sort_keys=False) + "\n")
+
+
+def _jsonable(x):
+    if isinstance(x, Mapping):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.ndarray):
+        return _jsonable(x.tolist())
+    if isinstance(x, (np.floating, float)):
+        return None if not np.isfinite(x) else float(x)
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def plot_learning_curves(
+    path: Path,
+    steps: np.ndarray,
+    curves: Mapping[str, np.ndarray],
+    optimal: np.ndarray | None = None,
+    title: str = "",
+    ylabel: str = "episode return",
+    panels: Sequence[str] = ("mean over tasks", "worst task"),
+) -> None:
+    """Median (line) and interquartile band over runs for each method.
+
+    Args:
+      path: PNG to write.
+      steps: ``[E]``.
+      curves: method -> ``[R, E, N]`` returns.
+      optimal: ``[N]`` optimal returns; drawn as 90% reference lines when given.
+      panels: which reductions over tasks to show ("mean over tasks", "worst task").
+    """
+    import matplotlib  # noqa: PLC0415 (plotting is optional at import time)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    reducers = {"mean over tasks": np.mean, "worst task": np.min}
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
+    for ax, panel in zip(axes[0], panels, strict=True):
+        for name, c in curves.items():
+            per_run = reducers[panel](np.asarray(c), axis=-1)  # [R, E]
+            q25, med, q75 = np.percentile(per_run, [25, 50, 75], axis=0)
+            (line,) = ax.plot(steps, med, label=name)
+            ax.fill_between(steps, q25, q75, alpha=0.2, color=line.get_color())
+        if optimal is not None:
+            ref = reducers[panel](np.asarray(optimal))
+            ax.axhline(0.9 * ref, color="k", ls="--", lw=0.8, label="90% of optimal")
+        ax.set_title(f"{title} — {panel}" if title else panel)
+        ax.set_xlabel("environment steps (all tasks)")
+        ax.set_ylabel(ylabel)
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_steps_bars(path: Path, table: Mapping[str, Mapping], title: str = "") -> None:
+    """Bar chart of median steps-to-threshold with interquartile whiskers (never = hatched)."""
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    names = list(table)
+    fig, ax = plt.subplots(figsize=(1.1 * len(names) + 2, 4))
+    top = max([t["q75"] or t["median"] or 0 for t in table.values()] + [1.0])
+    for k, name in enumerate(names):
+        t = table[name]
+        if t["median"] is None:
+            ax.bar(k, top * 1.05, color="none", edgecolor="gray", hatch="//")
+            ax.text(k, top * 0.5, "not\nreached", ha="center", fontsize=7, color="gray")
+            continue
+        low = t["median"] - (t["q25"] or t["median"])
+        high = (t["q75"] or top * 1.05) - t["median"]
+        ax.bar(k, t["median"], yerr=[[low], [high]], capsize=3)
+        ax.text(k, t["median"], f"{t['reached']}/{t['runs']}", ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(range(len(names)), names, rotation=30, ha="right", fontsize=8)
+    ax.set_ylabel("env steps to 90% of optimal (all tasks)")
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

@@ -1,0 +1,264 @@
+"""The paper's comparison of Distral and its A3C baselines, on multitask grid worlds.
+
+For each task design and each of the seven variants, ``--seeds`` independent runs are trained
+with the on-device trainer. Variants that share an architecture differ only in traced
+hyperparameters (α, the distillation weight, the column weight), so they and all their seeds
+run vmapped in ONE compiled program: three programs per design.
+
+Reported per variant: learning curves (mean over tasks and worst task), and the environment
+steps (all tasks together) each run needs until the policy's return is at least 90% of the
+optimal return on EVERY task — the optimum computed exactly by the tabular solver — for the
+sampled and the greedy policy. Median and quartiles over seeds, and the ratios
+Distral / a3c, Distral / a3c_multitask, Distral / a3c_2col.
+
+Designs:
+  * ``two_rooms``: two rooms joined by a doorway, 8 goals spread over both rooms, random starts.
+  * ``corridor``: a winding one-cell corridor with the start at one end and 8 goals at growing
+    distances along it. Tasks share the way forward and differ in difficulty: the near goals are
+    found quickly, and a distilled policy that has learned "go forward" is what the far tasks
+    can exploit (DESIGN.md §1, practical notes).
+
+Writes ``runs/gridworld_deep/summary.json`` and PNG plots (``--out`` to change).
+
+    python experiments/gridworld_deep.py                       # defaults: a few minutes on CPU
+    python experiments/gridworld_deep.py --designs corridor --variants a3c distral_klent_2col
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from distral_jax import analysis
+from distral_jax.configs import VARIANTS, TrainConfig
+from distral_jax.envs.gridworld import GridWorld, spread_goals
+from distral_jax.train import train
+
+CORRIDOR = """
+#########
+#S......#
+#######.#
+#.......#
+#.#######
+#.......#
+#########
+"""
+# Cells of the corridor in path order from the start (row, col), for placing the goals.
+CORRIDOR_PATH = (
+    [(1, c) for c in range(1, 8)]
+    + [(2, 7)]
+    + [(3, c) for c in range(7, 0, -1)]
+    + [(4, 1)]
+    + [(5, c) for c in range(1, 8)]
+)
+
+DISTRAL = ("distral_klent_2col", "distral_kl_2col", "distral_klent_1col", "distral_kl_1col")
+BASELINES = ("a3c", "a3c_multitask", "a3c_2col")
+
+
+def make_design(name: str) -> tuple[GridWorld, int]:
+    """The task family of a design and its episode length."""
+    if name == "two_rooms":
+        return GridWorld("two_rooms", goals=spread_goals("two_rooms", 8)), 50
+    if name == "corridor":
+        picks = np.linspace(4, len(CORRIDOR_PATH) - 1, 8).round().astype(int)
+        return GridWorld(CORRIDOR, goals=[CORRIDOR_PATH[k] for k in picks]), 60
+    raise ValueError(f"--designs: unknown design {name!r}; choose from two_rooms, corridor")
+
+
+def run_group(
+    env: GridWorld, variants: list[str], config: TrainConfig, seeds: int, quiet: bool
+) -> dict[str, dict[str, np.ndarray]]:
+    """Trains ``variants`` (same architecture) × ``seeds`` runs in one vmapped program."""
+    per_variant = [config.replace(variant=v).hyperparams() for v in variants]
+    hparams = jax.tree_util.tree_map(
+        lambda *xs: jnp.repeat(jnp.stack(xs), seeds, axis=0), *per_variant
+    )
+    history: list[tuple[int, dict]] = []
+    start = time.perf_counter()
+    train(
+        env,
+        config.replace(variant=variants[0]),
+        num_runs=len(variants) * seeds,
+        hparams=hparams,
+        progress_fn=lambda step, m: history.append((step, m)),
+        show_progress=not quiet,
+    )
+    wall = time.perf_counter() - start
+    last = history[-1][1]
+    steps = np.array([s for s, _ in history])
+    keys = {
+        "sampled": "eval/episode_return",
+        "greedy": "eval/episode_return_greedy",
+        "pi0_greedy": "eval/pi0_episode_return_greedy",
+    }
+    out = {}
+    for k, variant in enumerate(variants):
+        rows = slice(k * seeds, (k + 1) * seeds)
+        curves = {
+            name: np.stack([m[key][rows] for _, m in history], axis=1) for name, key in keys.items()
+        }
+        out[variant] = {
+            "steps": steps,
+            **curves,
+            "sps": last["training/sps"],
+            "compile_time_s": last["training/compile_time_s"],
+            "wall_s": wall,
+        }
+    return out
+
+
+def run_design(name: str, args: argparse.Namespace) -> dict:
+    env, episode_length = make_design(name)
+    optimal = np.asarray(env.optimal_returns(episode_length))
+    threshold = 0.9 * optimal
+    config = TrainConfig(
+        beta=args.beta,
+        num_envs=args.num_envs,
+        unroll_length=args.unroll_length,
+        iterations_per_call=args.iterations_per_call,
+        total_env_steps=args.steps,
+        episode_length=episode_length,
+        eval_every=args.eval_every,
+        eval_envs=args.eval_envs,
+        hidden_sizes=tuple(args.hidden_sizes),
+        learning_rate=args.learning_rate,
+        gamma=args.gamma,
+        seed=args.seed,
+    )
+    groups: dict[str, list[str]] = {}
+    for v in args.variants:
+        groups.setdefault(VARIANTS[v][0], []).append(v)
+    results: dict[str, dict] = {}
+    for architecture, variants in groups.items():
+        print(f"[{name}] {architecture}: {', '.join(variants)} x {args.seeds} seeds", flush=True)
+        results.update(run_group(env, variants, config, args.seeds, args.quiet))
+
+    table: dict[str, dict] = {}
+    for v in args.variants:
+        r = results[v]
+        table[v] = {
+            "steps_to_90_greedy": analysis.summarize_steps(
+                analysis.steps_to_threshold(r["steps"], r["greedy"], threshold)
+            ),
+            "steps_to_90_sampled": analysis.summarize_steps(
+                analysis.steps_to_threshold(r["steps"], r["sampled"], threshold)
+            ),
+            "final_return_mean": float(np.mean(r["greedy"][:, -1])),
+            "final_return_worst_task": float(np.median(np.min(r["greedy"][:, -1], axis=-1))),
+            "final_pi0_return_mean": float(np.mean(r["pi0_greedy"][:, -1])),
+            "training_sps": float(r["sps"]),
+            "compile_time_s": float(r["compile_time_s"]),
+        }
+    ratios = {}
+    for d in DISTRAL:
+        for b in BASELINES:
+            if d in table and b in table:
+                for mode in ("greedy", "sampled"):
+                    key = f"steps_to_90_{mode}"
+                    ratios[f"{d}/{b} ({mode})"] = analysis.ratio(table[d][key], table[b][key])
+
+    out_dir = Path(args.out)
+    for mode in ("greedy", "sampled"):
+        analysis.plot_learning_curves(
+            out_dir / f"{name}_curves_{mode}.png",
+            results[args.variants[0]]["steps"],
+            {v: results[v][mode] for v in args.variants},
+            optimal=optimal,
+            title=f"{name} ({mode} policy)",
+        )
+        analysis.plot_steps_bars(
+            out_dir / f"{name}_steps_to_90_{mode}.png",
+            {v: table[v][f"steps_to_90_{mode}"] for v in args.variants},
+            title=f"{name}: steps to 90% of optimal on every task ({mode})",
+        )
+    curves = {
+        v: {m: np.median(results[v][m], axis=0).tolist() for m in ("greedy", "sampled")}
+        for v in args.variants
+    }
+    return {
+        "num_tasks": env.num_tasks,
+        "episode_length": episode_length,
+        "optimal_returns": optimal,
+        "threshold": threshold,
+        "results": table,
+        "ratios": ratios,
+        "eval_steps": results[args.variants[0]]["steps"],
+        "median_curves": curves,
+    }
+
+
+def print_table(name: str, design: dict) -> None:
+    print(f"\n== {name}: env steps (all tasks) to 90% of optimal on every task, median [q25, q75]")
+    print(f"{'variant':22s} {'greedy':>26s} {'sampled':>26s} {'final':>7s} {'worst':>7s}")
+    for v, row in design["results"].items():
+        cells = []
+        for mode in ("greedy", "sampled"):
+            s = row[f"steps_to_90_{mode}"]
+            if s["median"] is None:
+                cells.append(f"never ({s['reached']}/{s['runs']})")
+            else:
+                cells.append(
+                    f"{s['median'] / 1e3:.0f}k [{(s['q25'] or 0) / 1e3:.0f}, "
+                    f"{(s['q75'] or float('inf')) / 1e3:.0f}] {s['reached']}/{s['runs']}"
+                )
+        print(
+            f"{v:22s} {cells[0]:>26s} {cells[1]:>26s} {row['final_return_mean']:7.3f} "
+            f"{row['final_return_worst_task']:7.3f}"
+        )
+    for k, r in design["ratios"].items():
+        if "greedy" in k and r is not None:
+            print(f"  ratio {k}: {r:.2f}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--designs", nargs="+", default=["two_rooms", "corridor"])
+    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    p.add_argument("--seeds", type=int, default=8, help="runs per variant (vmapped)")
+    p.add_argument("--steps", type=int, default=400_000, help="env steps per run, all tasks")
+    p.add_argument("--eval-every", type=int, default=12_800)
+    p.add_argument("--eval-envs", type=int, default=16)
+    p.add_argument("--num-envs", type=int, default=16, help="environments per task")
+    p.add_argument("--unroll-length", type=int, default=10)
+    p.add_argument("--iterations-per-call", type=int, default=10)
+    p.add_argument("--hidden-sizes", type=int, nargs="+", default=[64])
+    p.add_argument("--beta", type=float, default=100.0)
+    p.add_argument("--learning-rate", type=float, default=3e-3)
+    p.add_argument("--gamma", type=float, default=0.95)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="runs/gridworld_deep")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = p.parse_args(argv)
+    if args.seeds < 1:
+        p.error("--seeds must be >= 1")
+    if args.steps < 1:
+        p.error("--steps must be >= 1")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    start = time.perf_counter()
+    summary = {"args": vars(args), "designs": {}}
+    for name in args.designs:
+        make_design(name)  # fail fast on a bad name
+    for name in args.designs:
+        summary["designs"][name] = run_design(name, args)
+        print_table(name, summary["designs"][name])
+    summary["wall_time_s"] = time.perf_counter() - start
+    analysis.write_json(Path(args.out) / "summary.json", summary)
+    print(f"\nwrote {args.out}/summary.json and PNG plots in {summary['wall_time_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
