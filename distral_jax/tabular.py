@@ -125,7 +125,8 @@ def distill(P: Array, log_pi: Array, d0: Array, gamma: float | Array) -> Array:
     Args:
       P: ``[N, S, A, S]``; log_pi: ``[N, S, A]``; d0: ``[N, S]``; gamma: scalar.
     Returns:
-      log_pi0 ``[S, A]`` (−inf where every task gives an action probability exactly 0).
+      log_pi0 ``[S, A]``; probabilities are floored at the smallest normal float (about
+      1e-308 in float64, 1e-38 in float32) so that the logs stay finite.
     """
     pi = jnp.exp(log_pi)
     d = jax.vmap(discounted_occupancy, in_axes=(0, 0, 0, None))(P, pi, d0, gamma)
@@ -137,7 +138,9 @@ def distill(P: Array, log_pi: Array, d0: Array, gamma: float | Array) -> Array:
     pi0 = jnp.where(
         reached[:, None], num / jnp.where(reached, total, 1.0)[:, None], 1.0 / pi.shape[-1]
     )
-    return jnp.log(pi0)
+    # Floor at the smallest normal number: a task policy that underflowed to 0 (large β)
+    # would otherwise give log π0 = −inf, and −inf · 0 = nan at states a task never visits.
+    return jnp.log(jnp.maximum(pi0, jnp.finfo(pi0.dtype).tiny))
 
 
 def _task_objective(P, R, log_pi, log_pi0, d0, alpha, beta, gamma):
@@ -271,27 +274,29 @@ def hard_value_iteration(
 
 
 def _finite_horizon_return(P, R, d0, pi, horizon):
-    def backup(_, V):
-        Q = R + jnp.einsum("sat,t->sa", P, V)
-        return Q.max(-1) if pi is None else jnp.sum(pi * Q, -1)
-
-    V = jax.lax.fori_loop(0, horizon, backup, jnp.zeros(R.shape[0], R.dtype))
+    if pi is None:
+        backup = lambda _, V: (R + jnp.einsum("sat,t->sa", P, V)).max(-1)
+    else:  # fold the policy in once: S² work per step instead of S²A
+        pi = pi.astype(R.dtype)
+        r_pi, P_pi = jnp.sum(pi * R, -1), jnp.sum(pi[..., None] * P, axis=1)
+        backup = lambda _, V: r_pi + P_pi @ V
+    # Unrolling cuts the per-iteration loop overhead, which dominates at these sizes.
+    V0 = jnp.zeros(R.shape[0], R.dtype)
+    V = jax.lax.fori_loop(0, horizon, backup, V0, unroll=max(1, min(horizon, 10)))
     return d0 @ V
 
 
-@jax.jit
-def expected_returns(
-    P: Array, R: Array, d0: Array, horizon: int | Array, pi: Array | None = None
-) -> Array:
+@functools.partial(jax.jit, static_argnames="horizon")
+def expected_returns(P: Array, R: Array, d0: Array, horizon: int, pi: Array | None = None) -> Array:
     """``[N]``: expected undiscounted return within ``horizon`` steps, from d0.
 
     With ``pi`` None the optimal one (finite-horizon hard value iteration,
     V_h = max_a R + P V_{h−1}); else that of ``pi`` (probabilities, ``[N, S, A]`` or a
-    shared ``[S, A]``). Terminal states (zero rows) are worth 0.
+    shared ``[S, A]``). Terminal states (zero rows) are worth 0. ``horizon`` is static.
     """
     pi_axis = None if pi is None or pi.ndim == 2 else 0
     fn = jax.vmap(_finite_horizon_return, in_axes=(0, 0, 0, pi_axis, None))
-    return fn(P, R, d0, pi, horizon)
+    return fn(P, R, d0, pi, int(horizon))
 
 
 # ------------------------------------------------------------------------ sample-based
@@ -304,7 +309,8 @@ class SampledResult(NamedTuple):
     greedy_returns, sampled_returns: ``[(seeds,) K, N]`` exact expected undiscounted returns
       (within ``episode_length`` steps) of the greedy and the sampling task policies.
     optimal_returns: ``[N]``, the best possible within ``episode_length``.
-    Q: ``[(seeds,) N or 1, S, A]``; log_pi0: ``[(seeds,) S, A]`` (the count estimate).
+    Q: ``[(seeds,) N, S, A]`` (for "shared", N copies of the one table).
+    log_pi0: ``[(seeds,) S, A]``, the count estimate of π0.
     """
 
     env_steps: Array
@@ -327,53 +333,69 @@ def _count_log_pi0(counts: Array, prior_count: Array) -> Array:
 @functools.partial(
     jax.jit,
     static_argnames=(
-        "env", "shared", "num_updates", "num_envs", "rollout_length", "episode_length",
-        "eval_every",
+        "env", "num_updates", "num_envs", "rollout_length", "episode_length", "eval_every"
     ),
 )  # fmt: skip
 def _sampled_run(
-    env, rng, alpha, beta, gamma, learning_rate, count_decay, prior_count, *,
-    shared, num_updates, num_envs, rollout_length, episode_length, eval_every,
+    env, rng, shared, alpha, beta, gamma, learning_rate, count_decay, prior_count, *,
+    num_updates, num_envs, rollout_length, episode_length, eval_every,
 ):  # fmt: skip
-    from distral_jax.envs.base import batch_reset, batch_step  # no import cycle at load time
+    # ``shared`` is traced (not static) so that all three methods share one compilation.
+    # Imported here: gridworld imports this module at load time.
+    from distral_jax.envs.base import State
+    from distral_jax.envs.gridworld import bits_to_uniform
 
-    tasks = env.tasks()
     model = env.tabular_model()
     N, S, A, E = env.num_tasks, env.num_cells, env.action_size, num_envs
-    table = jnp.zeros((N, E), jnp.int32) if shared else jnp.arange(N)[:, None].repeat(E, 1)
-    if shared:
-        alpha = jnp.zeros_like(alpha)  # one soft-Q table, no prior
+    B = N * E
+    # Tasks × envs flattened to one batch axis of B: threefry (inside the env) compiles
+    # several times slower on CPU under nested vmaps than under one.
+    tasks = jax.tree_util.tree_map(lambda x: jnp.repeat(x, E, axis=0), env.tasks())
+    # Row of the Q table each env reads and writes: its task's, or row 0 for the shared one.
+    row = jnp.where(shared, 0, jnp.arange(N))
+    table = jnp.repeat(row, E)  # [B]
+    alpha = jnp.where(shared, 0.0, alpha)
+    reset = jax.vmap(lambda key, task: env.reset(key, task).pipeline_state)
+    step = jax.vmap(env.step)
 
-    def logits_of(Q, counts):  # [N or 1, S, A]
+    def logits_of(Q, counts):  # [N, S, A] (only row 0 is used when shared)
         return _scaled_log_prior(_count_log_pi0(counts, prior_count), alpha)[None] + beta * Q
 
-    def env_step(carry, _):
-        states, t, rng, logits = carry
-        rng, act_rng, reset_rng = jax.random.split(rng, 3)
-        s = states.pipeline_state.cell
-        a = jax.random.categorical(act_rng, logits[table, s]).astype(jnp.int32)
-        nxt = batch_step(env, states, a, tasks)
+    def draw(rng, shape):  # the next key and uint32 bits of ``shape``, one threefry call
+        bits = jax.random.bits(rng, (int(np.prod(shape)) + 2,), jnp.uint32)
+        return bits[-2:], bits[:-2].reshape(shape)
+
+    def env_step(carry, noise):
+        # Only the pipeline state is carried: observations are never used here, so XLA
+        # removes their computation. All randomness arrives in ``noise``, drawn per update.
+        pipeline, t, logits = carry
+        u, reset_keys = noise
+        s = pipeline.cell
+        # Inverse-CDF sample from π_i(.|s): the first action whose CDF exceeds u.
+        cdf = jnp.cumsum(jax.nn.softmax(logits[table, s], -1), -1)
+        a = jnp.sum(cdf <= u[:, None] * cdf[:, -1:], -1).clip(0, A - 1).astype(jnp.int32)
+        zeros = jnp.zeros((B,), jnp.float32)
+        nxt = step(State(pipeline, zeros, zeros, zeros), a, tasks)
         term = nxt.done > 0
         end = term | (t + 1 >= episode_length)  # time limit: bootstrap, do not terminate
-        fresh = batch_reset(env, jax.random.split(reset_rng, N * E).reshape(N, E, -1), tasks)
 
         def pick(new, old):
-            return jnp.where(end.reshape(end.shape + (1,) * (old.ndim - 2)), new, old)
+            return jnp.where(end.reshape(end.shape + (1,) * (old.ndim - 1)), new, old)
 
-        states = jax.tree_util.tree_map(pick, fresh, nxt)
+        pipeline = jax.tree_util.tree_map(pick, reset(reset_keys, tasks), nxt.pipeline_state)
         out = (s, a, nxt.reward, nxt.pipeline_state.cell, term, gamma**t)
-        return (states, jnp.where(end, 0, t + 1), rng, logits), out
+        return (pipeline, jnp.where(end, 0, t + 1), logits), out
 
     def update(_, carry):
-        states, t, rng, Q, counts = carry
+        pipeline, t, rng, Q, counts = carry
         logits = logits_of(Q, counts)
-        (states, t, rng, _), batch = jax.lax.scan(
-            env_step, (states, t, rng, logits), None, length=rollout_length
-        )
-        s, a, r, s2, term, discount = batch  # each [T, N, E]
+        rng, bits = draw(rng, (rollout_length, B, 3))
+        noise = (bits_to_uniform(bits[..., 0]), bits[..., 1:])
+        (pipeline, t, _), batch = jax.lax.scan(env_step, (pipeline, t, logits), noise)
+        s, a, r, s2, term, discount = batch  # each [T, B]
         q = jnp.broadcast_to(table, s.shape)
         # Soft Q-learning: target r + γ V_soft(s'), V_soft from the current π0 (and Q).
-        V = jax.nn.logsumexp(logits, axis=-1) / beta  # [N or 1, S]
+        V = jax.nn.logsumexp(logits, axis=-1) / beta  # [N, S]
         target = r + gamma * jnp.where(term, 0.0, V[q, s2])
         td = target - Q[q, s, a]
         td_sum = jnp.zeros_like(Q).at[q, s, a].add(td)
@@ -381,32 +403,30 @@ def _sampled_run(
         Q = Q + learning_rate * td_sum / jnp.maximum(visits, 1.0)  # mean TD per (s, a)
         # π0 from γ^t-weighted state-action counts of the task policies, forgetting old ones.
         counts = count_decay * counts + jnp.zeros_like(counts).at[s, a].add(discount)
-        return states, t, rng, Q, counts
+        return pipeline, t, rng, Q, counts
 
     def evaluate(Q, counts):
-        logits = logits_of(Q, counts)
-        greedy = jax.nn.one_hot(jnp.argmax(logits, -1), A, dtype=model.R.dtype)
-        soft = jax.nn.softmax(logits, -1).astype(model.R.dtype)
-        if shared:
-            greedy, soft = greedy[0], soft[0]
+        logits = logits_of(Q, counts)[row]
+        greedy = jax.nn.one_hot(jnp.argmax(logits, -1), A)
         ret = functools.partial(expected_returns, model.P, model.R, model.d0, episode_length)
-        return ret(pi=greedy), ret(pi=soft)
+        both = jax.vmap(lambda pi: ret(pi=pi))(jnp.stack([greedy, jax.nn.softmax(logits, -1)]))
+        return both[0], both[1]
 
     def chunk(carry, _):
         carry = jax.lax.fori_loop(0, eval_every, update, carry)
         return carry, evaluate(carry[3], carry[4])
 
     def run_one(rng):
-        rng, reset_rng = jax.random.split(rng)
-        states = batch_reset(env, jax.random.split(reset_rng, N * E).reshape(N, E, -1), tasks)
-        Q = jnp.zeros((1 if shared else N, S, A), jnp.float32)
+        rng, reset_keys = draw(rng, (B, 2))
+        Q = jnp.zeros((N, S, A), jnp.float32)
         counts = jnp.zeros((S, A), jnp.float32)
-        carry = (states, jnp.zeros((N, E), jnp.int32), rng, Q, counts)
+        carry = (reset(reset_keys, tasks), jnp.zeros((B,), jnp.int32), rng, Q, counts)
         first = evaluate(Q, counts)
         carry, (greedy, soft) = jax.lax.scan(chunk, carry, None, length=num_updates // eval_every)
         greedy = jnp.concatenate([first[0][None], greedy])
         soft = jnp.concatenate([first[1][None], soft])
-        return greedy, soft, carry[3], _count_log_pi0(carry[4], prior_count)
+        Q = jnp.where(shared, carry[3][:1], carry[3])  # shared: every row is the one table
+        return greedy, soft, Q[row], _count_log_pi0(carry[4], prior_count)
 
     if rng.ndim == 2:
         return jax.vmap(run_one)(rng)
@@ -466,8 +486,8 @@ def sampled_distral(
         rng = jax.random.key_data(rng)
     f32 = functools.partial(jnp.asarray, dtype=jnp.float32)
     greedy, soft, Q, log_pi0 = _sampled_run(
-        env, rng, f32(alpha), f32(beta), f32(gamma), f32(learning_rate), f32(count_decay),
-        f32(prior_count), shared=method == "shared", num_updates=num_updates,
+        env, rng, jnp.asarray(method == "shared"), f32(alpha), f32(beta), f32(gamma),
+        f32(learning_rate), f32(count_decay), f32(prior_count), num_updates=num_updates,
         num_envs=num_envs, rollout_length=rollout_length, episode_length=episode_length,
         eval_every=eval_every,
     )  # fmt: skip
