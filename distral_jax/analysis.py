@@ -39,7 +39,9 @@ def summarize_steps(values: np.ndarray) -> dict[str, float | int | None]:
     def clean(x: float) -> float | None:
         return None if not np.isfinite(x) else float(x)
 
-    q25, median, q75 = np.percentile(values, [25, 50, 75]) if values.size else (np.nan,) * 3
+    # inf (never reached) propagates: the median is "never" when half the runs never got there.
+    with np.errstate(invalid="ignore"):
+        q25, median, q75 = np.percentile(values, [25, 50, 75]) if values.size else (np.nan,) * 3
     return {
         "median": clean(median),
         "q25": clean(q25),

@@ -40,6 +40,15 @@ ProgressFn = Callable[[int, Metrics], None]
 
 
 @struct.dataclass
+class PolicyParams:
+    """What a trained policy needs: parameters, observation statistics, hyperparameters."""
+
+    params: DistralParams
+    obs_stats: RunningStats
+    hparams: Hyperparams
+
+
+@struct.dataclass
 class TrainState:
     """Everything a run needs to continue exactly: one pytree.
 
@@ -258,24 +267,29 @@ class Trainer:
         return out
 
     def make_policy(
-        self, params: DistralParams, obs_stats: RunningStats | None = None, hparams=None
-    ) -> Callable[..., Callable[[jax.Array, jax.Array], jax.Array]]:
-        """Brax-style policy factory (see ``train``)."""
-        hparams = self.config.hyperparams() if hparams is None else hparams
+        self, policy_params: PolicyParams, deterministic: bool = False, prior: bool = False
+    ) -> Callable[[jax.Array, jax.Array], jax.Array]:
+        """Brax-style policy factory: ``policy(obs [N, ..., O], key) -> action [N, ...]``.
+
+        Args:
+          policy_params: what ``train`` returns (one run: no leading run axis).
+          deterministic: act with the mode instead of sampling.
+          prior: act with the distilled policy π_0 instead of the task policies.
+        """
         dist = self.networks.dist
+        normalize = self.config.normalize_observations
 
-        def make(deterministic: bool = False, prior: bool = False):
-            def policy(obs: jax.Array, key: jax.Array) -> jax.Array:
-                if obs_stats is not None and self.config.normalize_observations:
-                    obs = obs_stats.normalize(obs)
-                pi, pi0, _ = self.networks.apply(params, obs, hparams.column_alpha)
-                p = pi0 if prior else pi
-                action = dist.mode(p) if deterministic else dist.sample(key, p)
-                return dist.postprocess(action)
+        def policy(obs: jax.Array, key: jax.Array) -> jax.Array:
+            if normalize:
+                obs = policy_params.obs_stats.normalize(obs)
+            pi, pi0, _ = self.networks.apply(
+                policy_params.params, obs, policy_params.hparams.column_alpha
+            )
+            p = pi0 if prior else pi
+            action = dist.mode(p) if deterministic else dist.sample(key, p)
+            return dist.postprocess(action)
 
-            return policy
-
-        return make
+        return policy
 
 
 def _summarise(metrics: Metrics, prefix: str) -> Metrics:
@@ -326,9 +340,10 @@ def train(
         from ``config``.
       show_progress: display a progress bar.
     Returns:
-      ``(make_policy, params, metrics)``: ``make_policy(deterministic=False, prior=False)``
-      gives ``policy(obs [N, ..., O], key) -> action``; ``params`` are the final parameters
-      (leading run axis if ``num_runs > 1``; ``make_policy`` uses run 0); ``metrics`` the last evaluation.
+      ``(make_policy, policy_params, metrics)``: ``make_policy(policy_params,
+      deterministic=False, prior=False)`` gives ``policy(obs [N, ..., O], key) -> action``;
+      ``policy_params`` (a ``PolicyParams``) has a leading run axis if ``num_runs > 1`` (slice
+      one run before ``make_policy``); ``metrics`` are those of the last evaluation.
     """
     if int(num_runs) < 1:
         raise ValueError(f"`num_runs` must be a positive integer, got {num_runs!r}")
@@ -381,18 +396,10 @@ def train(
                 sps=f"{metrics['training/sps']:.3g}",
             )
     bar.close()
-    params = jax.tree_util.tree_map(squeeze, state.params)
-    obs_stats = jax.tree_util.tree_map(squeeze, state.obs_stats)
-    hp = jax.tree_util.tree_map(squeeze, state.hparams)
-    if num_runs == 1:
-        make_policy = trainer.make_policy(params, obs_stats, hp)
-    else:
-        make_policy = trainer.make_policy(
-            jax.tree_util.tree_map(lambda x: x[0], params),
-            jax.tree_util.tree_map(lambda x: x[0], obs_stats),
-            jax.tree_util.tree_map(lambda x: x[0], hp),
-        )
-    return make_policy, params, metrics
+    policy_params = jax.tree_util.tree_map(
+        squeeze, PolicyParams(params=state.params, obs_stats=state.obs_stats, hparams=state.hparams)
+    )
+    return trainer.make_policy, policy_params, metrics
 
 
 def _compile(trainer: Trainer, keys: jax.Array, hparams: Hyperparams):

@@ -31,14 +31,11 @@ import sys
 import time
 from pathlib import Path
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from distral_jax import analysis
+from distral_jax import analysis, sweeps
 from distral_jax.configs import VARIANTS, TrainConfig
 from distral_jax.envs.gridworld import GridWorld, spread_goals
-from distral_jax.train import train
 
 CORRIDOR = """
 #########
@@ -72,48 +69,6 @@ def make_design(name: str) -> tuple[GridWorld, int]:
     raise ValueError(f"--designs: unknown design {name!r}; choose from two_rooms, corridor")
 
 
-def run_group(
-    env: GridWorld, variants: list[str], config: TrainConfig, seeds: int, quiet: bool
-) -> dict[str, dict[str, np.ndarray]]:
-    """Trains ``variants`` (same architecture) × ``seeds`` runs in one vmapped program."""
-    per_variant = [config.replace(variant=v).hyperparams() for v in variants]
-    hparams = jax.tree_util.tree_map(
-        lambda *xs: jnp.repeat(jnp.stack(xs), seeds, axis=0), *per_variant
-    )
-    history: list[tuple[int, dict]] = []
-    start = time.perf_counter()
-    train(
-        env,
-        config.replace(variant=variants[0]),
-        num_runs=len(variants) * seeds,
-        hparams=hparams,
-        progress_fn=lambda step, m: history.append((step, m)),
-        show_progress=not quiet,
-    )
-    wall = time.perf_counter() - start
-    last = history[-1][1]
-    steps = np.array([s for s, _ in history])
-    keys = {
-        "sampled": "eval/episode_return",
-        "greedy": "eval/episode_return_greedy",
-        "pi0_greedy": "eval/pi0_episode_return_greedy",
-    }
-    out = {}
-    for k, variant in enumerate(variants):
-        rows = slice(k * seeds, (k + 1) * seeds)
-        curves = {
-            name: np.stack([m[key][rows] for _, m in history], axis=1) for name, key in keys.items()
-        }
-        out[variant] = {
-            "steps": steps,
-            **curves,
-            "sps": last["training/sps"],
-            "compile_time_s": last["training/compile_time_s"],
-            "wall_s": wall,
-        }
-    return out
-
-
 def run_design(name: str, args: argparse.Namespace) -> dict:
     env, episode_length = make_design(name)
     optimal = np.asarray(env.optimal_returns(episode_length))
@@ -132,29 +87,31 @@ def run_design(name: str, args: argparse.Namespace) -> dict:
         gamma=args.gamma,
         seed=args.seed,
     )
-    groups: dict[str, list[str]] = {}
-    for v in args.variants:
-        groups.setdefault(VARIANTS[v][0], []).append(v)
-    results: dict[str, dict] = {}
-    for architecture, variants in groups.items():
-        print(f"[{name}] {architecture}: {', '.join(variants)} x {args.seeds} seeds", flush=True)
-        results.update(run_group(env, variants, config, args.seeds, args.quiet))
+    results = sweeps.train_variants(
+        env,
+        config,
+        args.variants,
+        args.seeds,
+        show_progress=not args.quiet,
+        log=lambda msg: print(f"[{name}] {msg}", flush=True),
+    )
 
     table: dict[str, dict] = {}
     for v in args.variants:
-        r = results[v]
+        r = results[v].curves
+        steps = results[v].steps
         table[v] = {
             "steps_to_90_greedy": analysis.summarize_steps(
-                analysis.steps_to_threshold(r["steps"], r["greedy"], threshold)
+                analysis.steps_to_threshold(steps, r["greedy"], threshold)
             ),
             "steps_to_90_sampled": analysis.summarize_steps(
-                analysis.steps_to_threshold(r["steps"], r["sampled"], threshold)
+                analysis.steps_to_threshold(steps, r["sampled"], threshold)
             ),
             "final_return_mean": float(np.mean(r["greedy"][:, -1])),
             "final_return_worst_task": float(np.median(np.min(r["greedy"][:, -1], axis=-1))),
             "final_pi0_return_mean": float(np.mean(r["pi0_greedy"][:, -1])),
-            "training_sps": float(r["sps"]),
-            "compile_time_s": float(r["compile_time_s"]),
+            "training_sps_of_its_program": results[v].sps,
+            "compile_time_s": results[v].compile_time_s,
         }
     ratios = {}
     for d in DISTRAL:
@@ -168,8 +125,8 @@ def run_design(name: str, args: argparse.Namespace) -> dict:
     for mode in ("greedy", "sampled"):
         analysis.plot_learning_curves(
             out_dir / f"{name}_curves_{mode}.png",
-            results[args.variants[0]]["steps"],
-            {v: results[v][mode] for v in args.variants},
+            results[args.variants[0]].steps,
+            {v: results[v].curves[mode] for v in args.variants},
             optimal=optimal,
             title=f"{name} ({mode} policy)",
         )
@@ -179,7 +136,7 @@ def run_design(name: str, args: argparse.Namespace) -> dict:
             title=f"{name}: steps to 90% of optimal on every task ({mode})",
         )
     curves = {
-        v: {m: np.median(results[v][m], axis=0).tolist() for m in ("greedy", "sampled")}
+        v: {m: np.median(results[v].curves[m], axis=0) for m in ("greedy", "sampled")}
         for v in args.variants
     }
     return {
@@ -189,7 +146,7 @@ def run_design(name: str, args: argparse.Namespace) -> dict:
         "threshold": threshold,
         "results": table,
         "ratios": ratios,
-        "eval_steps": results[args.variants[0]]["steps"],
+        "eval_steps": results[args.variants[0]].steps,
         "median_curves": curves,
     }
 

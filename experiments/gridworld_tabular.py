@@ -218,7 +218,11 @@ def main(argv=None) -> dict:
     )
     for ax, i in zip(axes[1], shown, strict=False):
         draw_policy(
-            ax, env, exact.log_pi[i], goal=env.goal_cells[i], title=f"exact π_{i + 1} (task {i + 1} of {env.num_tasks})"
+            ax,
+            env,
+            exact.log_pi[i],
+            goal=env.goal_cells[i],
+            title=f"exact π_{i + 1} (task {i + 1} of {env.num_tasks})",
         )
     ax = axes[0, 2]
     # Half-step 0 (uniform policies) is far below the rest; it is given in the title.

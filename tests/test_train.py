@@ -62,10 +62,17 @@ def test_bandit_reaches_the_distral_fixed_point():
         learning_rate=1e-2,
         hidden_sizes=(8,),
     )
-    _, params, _ = train(env, config, show_progress=False)
+    make_policy, policy_params, _ = train(env, config, show_progress=False)
     trainer = Trainer(env, config)
     hp = config.hyperparams()
-    pi, pi0, _ = trainer.networks.apply(params, jnp.ones((2, 1)), hp.column_alpha)
+    pi, pi0, _ = trainer.networks.apply(policy_params.params, jnp.ones((2, 1)), hp.column_alpha)
+    # The returned policy factory acts with the same policies.
+    actions = make_policy(policy_params)(jnp.ones((2, 4096, 1)), jax.random.PRNGKey(0))
+    np.testing.assert_allclose(
+        jax.vmap(lambda a: jnp.bincount(a, length=3) / a.size)(actions.reshape(2, -1)),
+        jax.nn.softmax(pi),
+        atol=0.03,
+    )
     want_pi, want_pi0 = distral_fixed_point(rewards, alpha=0.5, beta=3.0)
     # Tolerance: SGD noise with 64 envs and lr 1e-2 leaves about ±0.02 on each probability.
     np.testing.assert_allclose(jax.nn.softmax(pi), want_pi, atol=0.03)
@@ -182,9 +189,9 @@ def test_same_seed_same_metrics():
 def test_seeds_vmapped_in_one_program():
     env = tiny_grid()
     config = tiny_config("distral_klent_2col", total_env_steps=4_000, eval_every=4_000)
-    _, params, metrics = train(env, config, num_runs=3, show_progress=False)
+    _, policy_params, metrics = train(env, config, num_runs=3, show_progress=False)
     assert metrics["eval/episode_return"].shape == (3, env.num_tasks)
-    leaves = jax.tree_util.tree_leaves(params)
+    leaves = jax.tree_util.tree_leaves(policy_params)
     assert all(leaf.shape[0] == 3 for leaf in leaves)
     assert not np.allclose(metrics["training/loss"][0], metrics["training/loss"][1])
 

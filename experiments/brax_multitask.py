@@ -1,0 +1,255 @@
+"""Distral vs its baselines on a multitask continuous-control family, with PPO.
+
+    python experiments/brax_multitask.py --small                 # CPU, about ten minutes
+    python experiments/brax_multitask.py                          # sized for one GPU
+    python experiments/brax_multitask.py --family ant_dir --variants distral_klent_2col a3c
+
+For each variant (default: ``distral_klent_2col`` against independent PPO, ``a3c``) and seed,
+trains on the family's tasks with the chosen learner, then writes to ``--out``
+(default ``runs/brax_multitask/<family>/``):
+
+  * ``curves.png``: per-task learning curves of every variant (median over seeds), with the
+    uniformly random policy's return as a reference line, and π_0's own return;
+  * ``summary.json``: final returns per task (greedy and sampled, π_i and π_0), the random
+    policy's, steps per second and compile time;
+  * ``rollout_task<i>.html``: a Brax HTML viewer of the first variant's greedy policy on task i
+    (Brax families only).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from distral_jax import analysis, sweeps
+from distral_jax.configs import VARIANTS, TrainConfig
+from distral_jax.envs import brax_tasks
+from distral_jax.envs.base import TaskFamily, batch_reset, batch_step
+from distral_jax.envs.wrappers import EpisodeLimit
+from distral_jax.train import Trainer
+
+PROFILES = {
+    # Sized for one GPU: thousands of environments per update.
+    "gpu": dict(
+        num_envs=512,
+        unroll_length=20,
+        total_env_steps=20_000_000,
+        episode_length=1000,
+        eval_every=1_000_000,
+        eval_envs=16,
+        hidden_sizes=(64, 64),
+        learning_rate=3e-4,
+        ppo_minibatches=8,
+        iterations_per_call=10,
+        seeds=2,
+    ),
+    # A few minutes per variant on a 2-core CPU: short episodes, few environments.
+    "small": dict(
+        num_envs=16,
+        unroll_length=20,
+        total_env_steps=192_000,
+        episode_length=200,
+        eval_every=64_000,
+        eval_envs=4,
+        hidden_sizes=(32, 32),
+        learning_rate=1e-3,
+        ppo_minibatches=4,
+        iterations_per_call=25,
+        seeds=1,
+    ),
+}
+
+
+def random_policy_returns(env: TaskFamily, episode_length: int, episodes: int, key) -> np.ndarray:
+    """``[N]`` mean return of uniformly random actions in [-1, 1] over one episode per env."""
+    eval_env = EpisodeLimit(env, episode_length)
+    n = env.num_tasks
+    tasks = env.tasks()
+
+    @jax.jit
+    def run(key):
+        reset_key, key = jax.random.split(key)
+        state = batch_reset(eval_env, jax.random.split(reset_key, (n, episodes)), tasks)
+
+        def step(carry, k):
+            state, ret, alive = carry
+            action = jax.random.uniform(k, (n, episodes, env.action_size), minval=-1, maxval=1)
+            state = batch_step(eval_env, state, action, tasks)
+            return (state, ret + alive * state.reward, alive * (1 - state.done)), None
+
+        carry = (state, jnp.zeros((n, episodes)), jnp.ones((n, episodes)))
+        (_, ret, _), _ = jax.lax.scan(step, carry, jax.random.split(key, episode_length))
+        return ret.mean(axis=1)
+
+    return np.asarray(run(key))
+
+
+def write_html_rollouts(
+    env: brax_tasks.BraxTaskFamily, trainer: Trainer, params, out: Path, steps: int
+) -> list[str]:
+    """Renders the greedy policy of every task with ``brax.io.html``; returns the file names."""
+    from brax.io import html  # noqa: PLC0415
+
+    eval_env = EpisodeLimit(env, steps)
+    n = env.num_tasks
+    tasks = env.tasks()
+    policy = trainer.make_policy(params, deterministic=True)
+
+    @jax.jit
+    def rollout(key):
+        state = batch_reset(eval_env, jax.random.split(key, (n, 1)), tasks)
+
+        def step(state, k):
+            nxt = batch_step(eval_env, state, policy(state.obs, k), tasks)
+            return nxt, (nxt.pipeline_state, nxt.done)
+
+        _, (states, dones) = jax.lax.scan(step, state, jax.random.split(key, steps))
+        return states, dones
+
+    states, dones = rollout(jax.random.PRNGKey(0))
+    names = []
+    for i in range(n):
+        ended = np.flatnonzero(np.asarray(dones[:, i, 0]) > 0)
+        length = int(ended[0]) + 1 if ended.size else steps
+        frames = [jax.tree_util.tree_map(lambda x, t=t: x[t, i, 0], states) for t in range(length)]
+        system = env.brax_env.sys
+        if env.sys_fn is not None:
+            system = env.sys_fn(system, jax.tree_util.tree_map(lambda x, i=i: x[i], tasks))
+        name = f"rollout_task{i}.html"
+        (out / name).write_text(html.render(system, frames))
+        names.append(name)
+    return names
+
+
+def plot_per_task(path: Path, results, random_returns: np.ndarray, title: str) -> None:
+    import matplotlib  # noqa: PLC0415
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    n = random_returns.shape[0]
+    fig, axes = plt.subplots(1, n, figsize=(4 * n, 3.5), squeeze=False)
+    for i, ax in enumerate(axes[0]):
+        for name, r in results.items():
+            (line,) = ax.plot(r.steps, np.median(r.curves["sampled"][:, :, i], axis=0), label=name)
+            if VARIANTS[name][2]:  # Distral variants: π_0 acting alone
+                ax.plot(
+                    r.steps,
+                    np.median(r.curves["pi0_greedy"][:, :, i], axis=0),
+                    ls=":",
+                    color=line.get_color(),
+                    label=f"{name} π0 alone",
+                )
+        ax.axhline(random_returns[i], color="gray", ls="--", lw=0.8, label="random policy")
+        ax.set_title(f"task {i}")
+        ax.set_xlabel("env steps (all tasks)")
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("episode return")
+    axes[0][-1].legend(fontsize=7)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--family", default="halfcheetah_vel", choices=sorted(brax_tasks.FAMILIES))
+    p.add_argument("--num-tasks", type=int, default=4)
+    p.add_argument("--backend", default=None, help="Brax backend (default: the family's)")
+    p.add_argument("--variants", nargs="+", default=["distral_klent_2col", "a3c"])
+    p.add_argument("--learner", default="ppo", choices=["ppo", "a2c"])
+    p.add_argument("--small", action="store_true", help="CPU profile (about ten minutes)")
+    p.add_argument("--seeds", type=int, default=None, help="runs per variant (vmapped)")
+    p.add_argument("--steps", type=int, default=None, help="env steps per run, all tasks")
+    p.add_argument("--beta", type=float, default=100.0)
+    p.add_argument("--gamma", type=float, default=0.97)
+    p.add_argument("--html-steps", type=int, default=300)
+    p.add_argument("--out", default=None)
+    p.add_argument("--quiet", action="store_true")
+    args = p.parse_args(argv)
+    unknown = [v for v in args.variants if v not in VARIANTS]
+    if unknown:
+        p.error(f"--variants: unknown {unknown}; choose from {sorted(VARIANTS)}")
+    if args.num_tasks < 1:
+        p.error("--num-tasks must be >= 1")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    profile = dict(PROFILES["small" if args.small else "gpu"])
+    seeds = args.seeds or profile.pop("seeds")
+    profile.pop("seeds", None)
+    if args.steps:
+        profile["total_env_steps"] = args.steps
+    out = Path(args.out or f"runs/brax_multitask/{args.family}")
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    family_kwargs = {"num_tasks": args.num_tasks}
+    if args.backend and args.family != "point_mass":
+        family_kwargs["backend"] = args.backend
+    env = brax_tasks.make_family(args.family, **family_kwargs)
+    config = TrainConfig(
+        learner=args.learner,
+        beta=args.beta,
+        gamma=args.gamma,
+        normalize_observations=True,
+        **profile,
+    )
+    print(
+        f"{args.family}: {env.num_tasks} tasks, obs {env.observation_size}, "
+        f"actions {env.action_size}, {jax.devices()[0].device_kind}",
+        flush=True,
+    )
+    random_returns = random_policy_returns(
+        env, config.episode_length, config.eval_envs, jax.random.PRNGKey(1)
+    )
+    results = sweeps.train_variants(env, config, args.variants, seeds, show_progress=not args.quiet)
+    plot_per_task(out / "curves.png", results, random_returns, f"{args.family} ({args.learner})")
+
+    summary = {
+        "args": vars(args),
+        "config": {k: v for k, v in vars(config).items()},
+        "device": jax.devices()[0].device_kind,
+        "random_policy_return": random_returns,
+        "variants": {},
+    }
+    for name, r in results.items():
+        summary["variants"][name] = {
+            "final_return_sampled": np.median(r.curves["sampled"][:, -1], axis=0),
+            "final_return_greedy": np.median(r.curves["greedy"][:, -1], axis=0),
+            "final_pi0_return_greedy": np.median(r.curves["pi0_greedy"][:, -1], axis=0),
+            "training_sps_of_its_program": r.sps,
+            "compile_time_s": r.compile_time_s,
+            "wall_s": r.wall_s,
+            "eval_steps": r.steps,
+            "median_curve_sampled": np.median(r.curves["sampled"], axis=0),
+        }
+        print(
+            f"{name:20s} return per task (sampled) "
+            f"{np.round(summary['variants'][name]['final_return_sampled'], 1)} | random "
+            f"{np.round(random_returns, 1)} | {r.sps:,.0f} steps/s | "
+            f"compile {r.compile_time_s:.0f}s"
+        )
+    if isinstance(env, brax_tasks.BraxTaskFamily):
+        first = args.variants[0]
+        trainer = Trainer(env, config.replace(variant=first))
+        params = jax.tree_util.tree_map(lambda x: x[0], results[first].policy_params)
+        summary["html"] = write_html_rollouts(env, trainer, params, out, args.html_steps)
+    summary["wall_time_s"] = time.perf_counter() - start
+    analysis.write_json(out / "summary.json", summary)
+    print(f"wrote {out}/ in {summary['wall_time_s']:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
