@@ -153,8 +153,9 @@ def soft_value(q: Array, log_pi_0: Array, alpha: Numeric, beta: Numeric) -> Arra
       ``[...]``.
     """
     _check_same_shape(q=q, log_pi_0=log_pi_0)
-    # 0 * (-inf) is nan: with α = 0 the prior must drop out entirely.
-    prior = jnp.where(alpha == 0, 0.0, alpha * log_pi_0)
+    # 0 * (-inf) is nan: with α = 0 the prior must drop out entirely. Selecting before the
+    # product keeps the nan out of both branches (and out of the gradient w.r.t. α).
+    prior = alpha * jnp.where(alpha == 0, 0.0, log_pi_0)
     return jax.nn.logsumexp(prior + beta * q, axis=-1) / beta
 
 
