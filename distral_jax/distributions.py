@@ -33,6 +33,31 @@ DistParams = Any  # logits array, or a (loc, scale) tuple
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
+# ----------------------------------------------------------------------------- input checks
+
+
+def check_rank(name: str, x: Array, rank: int | set[int]) -> None:
+    """ValueError naming ``name`` unless ``x`` has one of the allowed ranks."""
+    ranks = {rank} if isinstance(rank, int) else rank
+    if jnp.ndim(x) not in ranks:
+        raise ValueError(
+            f"`{name}` must have rank {' or '.join(map(str, sorted(ranks)))}, "
+            f"got shape {jnp.shape(x)}"
+        )
+
+
+def check_same_shape(**named: Array) -> None:
+    """ValueError naming the first argument whose shape differs from the first one's."""
+    shapes = {name: jnp.shape(x) for name, x in named.items()}
+    first_name, first = next(iter(shapes.items()))
+    for name, shape in shapes.items():
+        if shape != first:
+            raise ValueError(
+                f"`{name}` has shape {shape} but `{first_name}` has shape {first}; "
+                f"they must match ({', '.join(f'{k}={v}' for k, v in shapes.items())})"
+            )
+
+
 # ----------------------------------------------------------------------------- categorical
 
 
@@ -71,7 +96,7 @@ def categorical_kl(logits_p: Array, logits_q: Array) -> Array:
     Returns:
       ``[...]`` non-negative KL divergences.
     """
-    chex.assert_equal_shape([logits_p, logits_q])
+    check_same_shape(logits_p=logits_p, logits_q=logits_q)
     log_p = jax.nn.log_softmax(logits_p, axis=-1)
     log_q = jax.nn.log_softmax(logits_q, axis=-1)
     return jnp.sum(jnp.exp(log_p) * (log_p - log_q), axis=-1)
@@ -101,7 +126,7 @@ def gaussian_kl(mu_p: Array, std_p: Array, mu_q: Array, std_q: Array) -> Array:
     Returns:
       ``[...]``.
     """
-    chex.assert_equal_shape([mu_p, std_p, mu_q, std_q])
+    check_same_shape(mu_p=mu_p, std_p=std_p, mu_q=mu_q, std_q=std_q)
     var_ratio = (std_p / std_q) ** 2
     mahalanobis = ((mu_p - mu_q) / std_q) ** 2
     # log of the ratio from the logs: var_ratio underflows to 0 for std_p/std_q < 1e-19.
@@ -127,7 +152,7 @@ def gaussian_two_column(
     Returns:
       ``(mu, std)`` of π_i, each ``[..., D]``.
     """
-    chex.assert_equal_shape([mu_0, std_0, mu_f, std_f])
+    check_same_shape(mu_0=mu_0, std_0=std_0, mu_f=mu_f, std_f=std_f)
     # In log space: std**2 under/overflows float32 for std < 1e-19 or > 1e19 (then 0 * inf = nan).
     # α = 0 gives log α = −inf, so π_0 drops out exactly.
     log_prec_0 = jnp.log(alpha) - 2.0 * jnp.log(std_0)

@@ -25,6 +25,8 @@ from distral_jax.distributions import (
     DistParams,
     DistributionOps,
     categorical_kl,
+    check_rank,
+    check_same_shape,
     gaussian_kl,
     gaussian_two_column,
 )
@@ -48,26 +50,6 @@ __all__ = [
 
 
 # ----------------------------------------------------------------------------- input checks
-
-
-def _check_rank(name: str, x: Array, rank: int | set[int]) -> None:
-    ranks = {rank} if isinstance(rank, int) else rank
-    if jnp.ndim(x) not in ranks:
-        raise ValueError(
-            f"`{name}` must have rank {' or '.join(map(str, sorted(ranks)))}, "
-            f"got shape {jnp.shape(x)}"
-        )
-
-
-def _check_same_shape(**named: Array) -> None:
-    shapes = {name: jnp.shape(x) for name, x in named.items()}
-    first_name, first = next(iter(shapes.items()))
-    for name, shape in shapes.items():
-        if shape != first:
-            raise ValueError(
-                f"`{name}` has shape {shape} but `{first_name}` has shape {first}; "
-                f"they must match ({', '.join(f'{k}={v}' for k, v in shapes.items())})"
-            )
 
 
 def _is_concrete(x) -> bool:
@@ -114,8 +96,8 @@ def regularized_rewards(
     Returns:
       ``[T]`` rewards through which no gradient flows.
     """
-    _check_rank("r_t", r_t, 1)
-    _check_same_shape(r_t=r_t, log_pi_i_t=log_pi_i_t, log_pi_0_t=log_pi_0_t)
+    check_rank("r_t", r_t, 1)
+    check_same_shape(r_t=r_t, log_pi_i_t=log_pi_i_t, log_pi_0_t=log_pi_0_t)
     reg = r_t + (alpha / beta) * log_pi_0_t - log_pi_i_t / beta
     return jax.lax.stop_gradient(reg)
 
@@ -133,7 +115,7 @@ def two_column_logits(h0_logits: Array, f_logits: Array, alpha: Numeric, beta: N
     Returns:
       ``[..., A]``.
     """
-    _check_same_shape(h0_logits=h0_logits, f_logits=f_logits)
+    check_same_shape(h0_logits=h0_logits, f_logits=f_logits)
     return alpha * h0_logits + beta * f_logits
 
 
@@ -152,7 +134,7 @@ def soft_value(q: Array, log_pi_0: Array, alpha: Numeric, beta: Numeric) -> Arra
     Returns:
       ``[...]``.
     """
-    _check_same_shape(q=q, log_pi_0=log_pi_0)
+    check_same_shape(q=q, log_pi_0=log_pi_0)
     # 0 * (-inf) is nan: with α = 0 the prior must drop out entirely. Selecting before the
     # product keeps the nan out of both branches (and out of the gradient w.r.t. α).
     prior = alpha * jnp.where(alpha == 0, 0.0, log_pi_0)
@@ -174,9 +156,9 @@ def distillation_loss(logits_i_t: Array, logits_0_t: Array, w_t: Array) -> Array
     Returns:
       scalar loss.
     """
-    _check_rank("logits_i_t", logits_i_t, 2)
-    _check_same_shape(logits_i_t=logits_i_t, logits_0_t=logits_0_t)
-    _check_rank("w_t", w_t, 1)
+    check_rank("logits_i_t", logits_i_t, 2)
+    check_same_shape(logits_i_t=logits_i_t, logits_0_t=logits_0_t)
+    check_rank("w_t", w_t, 1)
     if w_t.shape[0] != logits_0_t.shape[0]:
         raise ValueError(
             f"`w_t` has length {w_t.shape[0]} but `logits_0_t` has {logits_0_t.shape[0]} steps"
@@ -271,9 +253,9 @@ def distral_actor_critic_loss(
     Returns:
       ``(loss, metrics)``: scalar loss and a dict of scalar diagnostics.
     """
-    _check_rank("r_t", r_t, 1)
-    _check_same_shape(r_t=r_t, discount_t=discount_t, done_t=done_t, v_tm1=v_tm1, v_t=v_t)
-    _check_rank("a_t", a_t, {1, 2})
+    check_rank("r_t", r_t, 1)
+    check_same_shape(r_t=r_t, discount_t=discount_t, done_t=done_t, v_tm1=v_tm1, v_t=v_t)
+    check_rank("a_t", a_t, {1, 2})
     if a_t.shape[0] != r_t.shape[0]:
         raise ValueError(f"`a_t` has {a_t.shape[0]} steps but `r_t` has {r_t.shape[0]}")
     if regularizer not in ("analytic", "sampled"):
@@ -376,8 +358,8 @@ def distral_ppo_loss(
     Returns:
       ``(loss, metrics)``.
     """
-    _check_rank("advantage_t", advantage_t, 1)
-    _check_same_shape(
+    check_rank("advantage_t", advantage_t, 1)
+    check_same_shape(
         advantage_t=advantage_t,
         behaviour_log_pi_t=behaviour_log_pi_t,
         returns_t=returns_t,
@@ -438,8 +420,8 @@ def regularized_returns(
     Returns:
       ``(returns_t, advantage_t)``, each ``[T]``.
     """
-    _check_rank("r_t", r_t, 1)
-    _check_same_shape(r_t=r_t, discount_t=discount_t, done_t=done_t, v_tm1=v_tm1, v_t=v_t)
+    check_rank("r_t", r_t, 1)
+    check_same_shape(r_t=r_t, discount_t=discount_t, done_t=done_t, v_tm1=v_tm1, v_t=v_t)
     sg = jax.lax.stop_gradient
     reg_t, _ = _regularizer_terms(dist, pi_t, pi0_t, a_t, alpha, beta, regularizer)
     reward_t = sg(r_t + reg_t)
