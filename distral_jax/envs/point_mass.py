@@ -48,8 +48,6 @@ the scripted return makes a success threshold.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -347,7 +345,7 @@ def make_point_mass(num_tasks: int = 4, **kwargs) -> PointMassGoals:
     return PointMassGoals(num_tasks=num_tasks, **kwargs)
 
 
-__all__: Sequence[str] = [
+__all__ = [
     "DEFAULT_EPISODE_LENGTH",
     "PointMassGoals",
     "PointMassState",
