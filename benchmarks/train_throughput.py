@@ -24,7 +24,14 @@ from distral_jax.train import Trainer, _compile
 
 
 def measure(
-    tasks: int, envs: int, variant: str, learner: str, unroll: int, iters: int, calls: int
+    tasks: int,
+    envs: int,
+    variant: str,
+    learner: str,
+    unroll: int,
+    iters: int,
+    calls: int,
+    hidden: tuple[int, ...] = (64,),
 ) -> dict:
     env = GridWorld("two_rooms", goals=spread_goals("two_rooms", tasks))
     config = TrainConfig(
@@ -35,6 +42,7 @@ def measure(
         iterations_per_call=iters,
         episode_length=50,
         ppo_minibatches=4 if envs % 4 == 0 else 1,
+        hidden_sizes=hidden,
     )
     trainer = Trainer(env, config)
     keys = jax.random.split(jax.random.PRNGKey(0), 1)
@@ -70,6 +78,7 @@ def main() -> None:
     p.add_argument("--unroll-length", type=int, default=10)
     p.add_argument("--iterations-per-call", type=int, default=50)
     p.add_argument("--calls", type=int, default=5)
+    p.add_argument("--hidden-sizes", type=int, nargs="+", default=[64])
     p.add_argument("--record", action="store_true", help="append rows to benchmarks/results.md")
     args = p.parse_args()
     cpu = platform.processor() or platform.machine()
@@ -89,7 +98,7 @@ def main() -> None:
                 )
                 line = (
                     f"| train_throughput | {r['variant']} {learner} | {tasks} tasks x {envs} envs, "
-                    f"T={args.unroll_length} | {r['sps'] / 1e6:.2f}M steps/s | "
+                    f"T={args.unroll_length}, hidden {tuple(args.hidden_sizes)} | {r['sps'] / 1e6:.2f}M steps/s | "
                     f"compile {r['compile_s']:.1f} s | {device} |"
                 )
                 print(line, flush=True)

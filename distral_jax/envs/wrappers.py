@@ -112,7 +112,8 @@ class AutoReset(Wrapper):
     def step(self, state: State, action: jax.Array, task: PyTree) -> State:
         running = jnp.where(state.done > 0, 0.0, state.info["episode_return"])
         reset_rng, next_rng = jax.random.split(state.info["reset_rng"])
-        stepped = self.env.step(state, action, task)
+        # The inner env sees a live episode: some (Brax's halfcheetah) copy ``done`` through.
+        stepped = self.env.step(state.replace(done=jnp.zeros_like(state.done)), action, task)
         fresh = self.env.reset(reset_rng, task)
         done = stepped.done > 0
 
