@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -71,6 +72,13 @@ class TrainState:
     tasks: Any
     key: jax.Array
     iteration: jax.Array
+
+
+def _success(state: State) -> jax.Array:
+    """The family's ``metrics["success"]``; NaN for families that define no success."""
+    if "success" in state.metrics:
+        return state.metrics["success"].astype(jnp.float32)
+    return jnp.full_like(state.reward, jnp.nan)
 
 
 def _learner(config: TrainConfig):
@@ -147,7 +155,6 @@ class Trainer:
             action = dist.sample(step_key, pi)
             nxt = batch_step(self.env, env_state, dist.postprocess(action), state.tasks)
             terminated = nxt.done * (1.0 - nxt.info["truncation"])
-            success = nxt.metrics.get("success", terminated)
             transition = Transition(
                 obs=env_state.obs,
                 action=action,
@@ -158,7 +165,7 @@ class Trainer:
                 behaviour_log_prob=dist.log_prob(pi, action),
                 behaviour_pi=pi,
                 episode_return=nxt.info["episode_return"],
-                success=success.astype(jnp.float32),
+                success=_success(nxt),
             )
             return nxt, transition
 
@@ -242,8 +249,7 @@ class Trainer:
                 p = jax.tree_util.tree_map(lambda a, b: jnp.where(prior, b, a), pi, pi0)
                 action = jnp.where(greedy_, dist.mode(p), dist.sample(k, p))
                 nxt = batch_step(self.eval_env, env_state, dist.postprocess(action), state.tasks)
-                terminated = nxt.done * (1.0 - nxt.info["truncation"])
-                done_success = nxt.metrics.get("success", terminated) * nxt.done
+                done_success = _success(nxt) * nxt.done
                 ret = ret + alive * nxt.reward
                 success = success + alive * done_success
                 alive = alive * (1.0 - nxt.done)
@@ -299,7 +305,8 @@ def _summarise(metrics: Metrics, prefix: str) -> Metrics:
         value = np.asarray(value)
         out[f"{prefix}/{name}"] = value
         if "episode_return" in name or name.startswith("success"):
-            with np.errstate(all="ignore"):
+            with warnings.catch_warnings():  # all-NaN (no episode ended, no success defined)
+                warnings.simplefilter("ignore", RuntimeWarning)
                 out[f"{prefix}/{name}_mean"] = np.nanmean(value, axis=-1)
                 out[f"{prefix}/{name}_worst"] = np.nanmin(value, axis=-1)
     return out

@@ -26,7 +26,8 @@ class Transition:
       behaviour_log_prob: log π_i(action) under the acting policy (PPO's ratio denominator).
       behaviour_pi: dist params of the acting π_i (PPO's KL diagnostics).
       episode_return: return of the episode ending here (valid where ``done``).
-      success: 1 where the episode ended in success (valid where ``done``).
+      success: 1 where the episode ended in success (valid where ``done``; NaN for families
+        whose ``metrics`` define no ``"success"``).
     """
 
     obs: jax.Array

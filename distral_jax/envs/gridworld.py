@@ -435,6 +435,7 @@ class GridWorld(TaskFamily):
             obs=self.observe(cell),
             reward=zero,
             done=zero,
+            metrics={"success": zero},
         )
 
     def step(self, state: State, action: jax.Array, task: GridTask) -> State:
@@ -453,6 +454,7 @@ class GridWorld(TaskFamily):
             obs=self.observe(nxt),
             reward=reward,
             done=(reached | at_goal).astype(jnp.float32),
+            metrics={"success": reached.astype(jnp.float32)},
         )
 
     # ------------------------------------------------------------------ exact models
