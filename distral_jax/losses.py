@@ -365,8 +365,19 @@ def distral_ppo_loss(
         returns_t=returns_t,
         v_tm1=v_tm1,
     )
+    check_rank("a_t", a_t, {1, 2})
+    num_steps = advantage_t.shape[0]
+    if a_t.shape[0] != num_steps:
+        raise ValueError(f"`a_t` has {a_t.shape[0]} steps but `advantage_t` has {num_steps}")
     if regularizer not in ("analytic", "sampled"):
         raise ValueError(f"`regularizer` must be 'analytic' or 'sampled', got {regularizer!r}")
+    # As in distral_actor_critic_loss: a one-step pi_t/pi0_t (or a_t) would broadcast silently.
+    pi_shapes = [jnp.shape(x) for x in jax.tree_util.tree_leaves(pi_t)]
+    pi0_shapes = [jnp.shape(x) for x in jax.tree_util.tree_leaves(pi0_t)]
+    if pi0_shapes != pi_shapes:
+        raise ValueError(f"`pi0_t` has shapes {pi0_shapes} but `pi_t` has {pi_shapes}")
+    if any(len(s) < 2 or s[0] != num_steps for s in pi_shapes):
+        raise ValueError(f"`pi_t` has shapes {pi_shapes}; expected [T={num_steps}, ...]")
     sg = jax.lax.stop_gradient
     log_pi_t = dist.log_prob(pi_t, a_t)
     ratio_t = jnp.exp(log_pi_t - behaviour_log_pi_t)

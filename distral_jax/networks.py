@@ -30,15 +30,29 @@ MIN_STD = 1e-3
 
 
 class MLP(nn.Module):
-    """A tanh MLP; the last layer starts small so that policies start near uniform."""
+    """A tanh MLP; the last layer starts small so that policies start near uniform.
+
+    With ``one_hot_input`` the first layer reads its kernel row at the input's argmax instead of
+    multiplying: the same function for one-hot inputs (grid-world cells), without the [S, H]
+    matrix product that otherwise costs most of a small network's FLOPs.
+    """
 
     hidden_sizes: Sequence[int]
     out_size: int
     final_scale: float = 0.01
+    one_hot_input: bool = False
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        for width in self.hidden_sizes:
+        widths = list(self.hidden_sizes)
+        if self.one_hot_input:
+            width = widths.pop(0)
+            kernel = self.param(
+                "embed_kernel", nn.initializers.lecun_normal(), (x.shape[-1], width)
+            )
+            bias = self.param("embed_bias", nn.initializers.zeros, (width,))
+            x = nn.tanh(jnp.take(kernel, jnp.argmax(x, axis=-1), axis=0) + bias)
+        for width in widths:
             x = nn.tanh(nn.Dense(width)(x))
         init = nn.initializers.variance_scaling(self.final_scale, "fan_in", "truncated_normal")
         return nn.Dense(self.out_size, kernel_init=init)(x)
@@ -70,6 +84,8 @@ class DistralNetworks:
       architecture: "1col", "2col" or "shared".
       hidden_sizes: MLP widths.
       squash: tanh-squash Gaussian actions (continuous only).
+      one_hot_observations: observations are one-hot vectors: first layers become lookups (not
+        for the shared architecture, whose input also carries the task id).
     """
 
     def __init__(
@@ -81,6 +97,7 @@ class DistralNetworks:
         architecture: Architecture,
         hidden_sizes: Sequence[int] = (64,),
         squash: bool = True,
+        one_hot_observations: bool = False,
     ):
         self.observation_size = observation_size
         self.action_size = action_size
@@ -88,8 +105,10 @@ class DistralNetworks:
         self.discrete = discrete
         self.architecture = architecture
         head_size = action_size if discrete else 2 * action_size
-        self.policy_mlp = MLP(tuple(hidden_sizes), head_size)
-        self.value_mlp = MLP(tuple(hidden_sizes), 1, final_scale=1.0)
+        lookup = one_hot_observations and architecture != "shared"
+        self.prior_mlp = MLP(tuple(hidden_sizes), head_size, one_hot_input=one_hot_observations)
+        self.policy_mlp = MLP(tuple(hidden_sizes), head_size, one_hot_input=lookup)
+        self.value_mlp = MLP(tuple(hidden_sizes), 1, final_scale=1.0, one_hot_input=lookup)
         if discrete:
             self.dist = distributions.categorical()
         else:
@@ -109,7 +128,7 @@ class DistralNetworks:
     def init(self, key: jax.Array) -> DistralParams:
         k_prior, k_task, k_value = jax.random.split(key, 3)
         obs = jnp.zeros((self.observation_size,), jnp.float32)
-        prior = self.policy_mlp.init(k_prior, obs)
+        prior = self.prior_mlp.init(k_prior, obs)
         if self.shared:
             x = self._task_input(obs, jnp.zeros((), jnp.int32))
             return DistralParams(
@@ -132,7 +151,7 @@ class DistralNetworks:
         return loc, jax.nn.softplus(raw_scale + 0.5) + MIN_STD
 
     def _one_task(self, prior, task, value, task_id, obs, column_alpha):
-        h0 = self.policy_mlp.apply(prior, obs)
+        h0 = self.prior_mlp.apply(prior, obs)
         x = self._task_input(obs, task_id)
         f = self.policy_mlp.apply(task, x)
         pi0 = self._head(h0)

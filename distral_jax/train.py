@@ -111,6 +111,8 @@ class Trainer:
             discrete=env.discrete,
             architecture=architecture,
             hidden_sizes=config.hidden_sizes,
+            # Normalised one-hot vectors are no longer one-hot.
+            one_hot_observations=env.one_hot_observations and not config.normalize_observations,
         )
         self.optimizer = make_optimizer(config)
         self.update = _learner(config)

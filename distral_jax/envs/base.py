@@ -89,6 +89,11 @@ class TaskFamily(abc.ABC):
         """Advances one environment of one task by one step."""
 
     @property
+    def one_hot_observations(self) -> bool:
+        """True if every observation is a one-hot vector (networks may then embed it)."""
+        return False
+
+    @property
     def unwrapped(self) -> TaskFamily:
         return self
 

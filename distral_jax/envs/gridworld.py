@@ -403,6 +403,10 @@ class GridWorld(TaskFamily):
     def discrete(self) -> bool:
         return True
 
+    @property
+    def one_hot_observations(self) -> bool:
+        return self.obs_mode == "onehot"
+
     def tasks(self) -> GridTask:
         return GridTask(
             goal=jnp.asarray(self.goal_cells, jnp.int32),

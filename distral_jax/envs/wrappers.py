@@ -39,6 +39,10 @@ class Wrapper(TaskFamily):
     def discrete(self) -> bool:
         return self.env.discrete
 
+    @property
+    def one_hot_observations(self) -> bool:
+        return self.env.one_hot_observations
+
     def tasks(self) -> PyTree:
         return self.env.tasks()
 
