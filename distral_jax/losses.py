@@ -199,6 +199,14 @@ def _regularizer_terms(
     return sg(g_t), g_t
 
 
+def _policy_metrics(dist: DistributionOps, pi_t: DistParams, pi0_t: DistParams) -> dict:
+    return {
+        "entropy": jnp.mean(dist.entropy(pi_t)),
+        "entropy_pi0": jnp.mean(dist.entropy(pi0_t)),
+        "kl": jnp.mean(dist.kl(pi_t, pi0_t)),
+    }
+
+
 def distral_actor_critic_loss(
     dist: DistributionOps,
     pi_t: DistParams,
@@ -300,9 +308,7 @@ def distral_actor_critic_loss(
         "pg_loss": pg_loss,
         "value_loss": value_loss,
         "distill_loss": distill_loss,
-        "entropy": jnp.mean(dist.entropy(pi_t)),
-        "entropy_pi0": jnp.mean(dist.entropy(pi0_t)),
-        "kl": jnp.mean(dist.kl(pi_t, pi0_t)),
+        **_policy_metrics(dist, pi_t, pi0_t),
         "regularized_reward": jnp.mean(r_t + reg_t),
         "advantage": jnp.mean(advantage_t),
     }
@@ -397,9 +403,7 @@ def distral_ppo_loss(
         "pg_loss": pg_loss,
         "value_loss": value_loss,
         "distill_loss": distill_loss,
-        "entropy": jnp.mean(dist.entropy(pi_t)),
-        "entropy_pi0": jnp.mean(dist.entropy(pi0_t)),
-        "kl": jnp.mean(dist.kl(pi_t, pi0_t)),
+        **_policy_metrics(dist, pi_t, pi0_t),
         "clip_fraction": jnp.mean((jnp.abs(ratio_t - 1.0) > clip_epsilon).astype(jnp.float32)),
         "approx_kl_behaviour": jnp.mean(behaviour_log_pi_t - log_pi_t),
     }

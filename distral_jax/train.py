@@ -29,7 +29,7 @@ import optax
 from flax import struct
 
 from distral_jax.agents.a2c import a2c_update
-from distral_jax.agents.common import Transition, make_optimizer
+from distral_jax.agents.common import Transition, make_optimizer, observations
 from distral_jax.configs import Hyperparams, TrainConfig
 from distral_jax.envs.base import State, TaskFamily, batch_reset, batch_step
 from distral_jax.envs.wrappers import EpisodeLimit, wrap_for_training
@@ -142,9 +142,7 @@ class Trainer:
         )
 
     def _observe(self, state: TrainState, obs: jax.Array) -> jax.Array:
-        if self.config.normalize_observations:
-            return state.obs_stats.normalize(obs)
-        return obs
+        return observations(state.obs_stats, obs, self.config)
 
     def _rollout(self, state: TrainState, key: jax.Array) -> tuple[State, Transition]:
         dist = self.networks.dist
@@ -285,13 +283,12 @@ class Trainer:
           prior: act with the distilled policy π_0 instead of the task policies.
         """
         dist = self.networks.dist
-        normalize = self.config.normalize_observations
 
         def policy(obs: jax.Array, key: jax.Array) -> jax.Array:
-            if normalize:
-                obs = policy_params.obs_stats.normalize(obs)
             pi, pi0, _ = self.networks.apply(
-                policy_params.params, obs, policy_params.hparams.column_alpha
+                policy_params.params,
+                observations(policy_params.obs_stats, obs, self.config),
+                policy_params.hparams.column_alpha,
             )
             p = pi0 if prior else pi
             action = dist.mode(p) if deterministic else dist.sample(key, p)

@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import optax
 
 from distral_jax import losses
-from distral_jax.agents.common import LearnerOutput, Transition, apply_gradients
+from distral_jax.agents.common import LearnerOutput, Transition, apply_gradients, policy_outputs
 from distral_jax.configs import Hyperparams, TrainConfig
 from distral_jax.networks import DistralNetworks, DistralParams
 from distral_jax.normalization import RunningStats
@@ -26,12 +26,7 @@ def a2c_loss(
     config: TrainConfig,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The joint loss on trajectories ``[N, E, T]``; returns metrics averaged to ``[N]``."""
-    obs = obs_stats.normalize(traj.obs) if config.normalize_observations else traj.obs
-    final_obs = (
-        obs_stats.normalize(traj.final_obs) if config.normalize_observations else traj.final_obs
-    )
-    pi, pi0, v_tm1 = networks.apply(params, obs, hp.column_alpha)
-    v_t = networks.value(params, final_obs)
+    pi, pi0, v_tm1, v_t = policy_outputs(params, networks, hp, obs_stats, traj, config)
 
     def one_trajectory(pi_t, pi0_t, a_t, r_t, discount_t, done_t, v_tm1_t, v_t_t):
         return losses.distral_actor_critic_loss(

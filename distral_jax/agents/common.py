@@ -9,7 +9,8 @@ import optax
 from flax import struct
 
 from distral_jax.configs import Hyperparams, TrainConfig
-from distral_jax.networks import DistralParams
+from distral_jax.networks import DistralNetworks, DistralParams
+from distral_jax.normalization import RunningStats
 
 
 @struct.dataclass
@@ -68,3 +69,28 @@ def apply_gradients(
     updates, opt_state = optimizer.update(grads, opt_state, params)
     updates = jax.tree_util.tree_map(lambda u: -hp.learning_rate * u, updates)
     return optax.apply_updates(params, updates), opt_state, grad_norm
+
+
+def observations(obs_stats: RunningStats, obs: jax.Array, config: TrainConfig) -> jax.Array:
+    """What the networks see: normalised observations when the config asks for it."""
+    return obs_stats.normalize(obs) if config.normalize_observations else obs
+
+
+def policy_outputs(
+    params: DistralParams,
+    networks: DistralNetworks,
+    hp: Hyperparams,
+    obs_stats: RunningStats,
+    traj: Transition,
+    config: TrainConfig,
+) -> tuple[Any, Any, jax.Array, jax.Array]:
+    """``(pi, pi0, v_tm1, v_t)`` on trajectories ``[N, E, T]``.
+
+    ``v_tm1`` = V(obs_t) and ``v_t`` = V(final_obs_t), the value of the state each step reached
+    (the true last state where an episode ended), which is what returns bootstrap from.
+    """
+    pi, pi0, v_tm1 = networks.apply(
+        params, observations(obs_stats, traj.obs, config), hp.column_alpha
+    )
+    v_t = networks.value(params, observations(obs_stats, traj.final_obs, config))
+    return pi, pi0, v_tm1, v_t

@@ -19,14 +19,16 @@ import jax.numpy as jnp
 import optax
 
 from distral_jax import losses
-from distral_jax.agents.common import LearnerOutput, Transition, apply_gradients
+from distral_jax.agents.common import (
+    LearnerOutput,
+    Transition,
+    apply_gradients,
+    observations,
+    policy_outputs,
+)
 from distral_jax.configs import Hyperparams, TrainConfig
 from distral_jax.networks import DistralNetworks, DistralParams
 from distral_jax.normalization import RunningStats
-
-
-def _observations(obs_stats: RunningStats, obs: jax.Array, config: TrainConfig) -> jax.Array:
-    return obs_stats.normalize(obs) if config.normalize_observations else obs
 
 
 def compute_targets(
@@ -38,10 +40,7 @@ def compute_targets(
     config: TrainConfig,
 ) -> tuple[jax.Array, jax.Array]:
     """Returns and advantages ``[N, E, T]`` of the regularised reward."""
-    pi, pi0, v_tm1 = networks.apply(
-        params, _observations(obs_stats, traj.obs, config), hp.column_alpha
-    )
-    v_t = networks.value(params, _observations(obs_stats, traj.final_obs, config))
+    pi, pi0, v_tm1, v_t = policy_outputs(params, networks, hp, obs_stats, traj, config)
 
     def one(pi_t, pi0_t, a_t, r_t, discount_t, done_t, v_tm1_t, v_t_t):
         return losses.regularized_returns(
@@ -80,7 +79,7 @@ def ppo_minibatch_loss(
     normalized = (advantages - mean) / std
     scale = 1.0 / std[:, 0, 0]  # [N]: one factor per task
     pi, pi0, v_tm1 = networks.apply(
-        params, _observations(obs_stats, traj.obs, config), hp.column_alpha
+        params, observations(obs_stats, traj.obs, config), hp.column_alpha
     )
 
     def one(pi_t, pi0_t, a_t, mu_t, adv_t, ret_t, v_t, scale_):
