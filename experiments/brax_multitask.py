@@ -53,9 +53,9 @@ PROFILES = {
     "small": dict(
         num_envs=16,
         unroll_length=20,
-        total_env_steps=192_000,
+        total_env_steps=384_000,
         episode_length=200,
-        eval_every=64_000,
+        eval_every=96_000,
         eval_envs=4,
         hidden_sizes=(32, 32),
         learning_rate=1e-3,
