@@ -65,7 +65,7 @@ def apply_gradients(
     grads: DistralParams,
     hp: Hyperparams,
 ) -> tuple[DistralParams, optax.OptState, jax.Array]:
-    grad_norm = optax.tree_utils.tree_l2_norm(grads)
+    grad_norm = optax.tree_utils.tree_norm(grads)
     updates, opt_state = optimizer.update(grads, opt_state, params)
     updates = jax.tree_util.tree_map(lambda u: -hp.learning_rate * u, updates)
     return optax.apply_updates(params, updates), opt_state, grad_norm
