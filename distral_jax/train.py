@@ -163,7 +163,6 @@ class Trainer:
                 done=nxt.done,
                 final_obs=nxt.info["final_obs"],
                 behaviour_log_prob=dist.log_prob(pi, action),
-                behaviour_pi=pi,
                 episode_return=nxt.info["episode_return"],
                 success=_success(nxt),
             )

@@ -25,7 +25,6 @@ class Transition:
       done: 1 where the episode ended on this step, for any reason.
       final_obs: the observation reached (before any auto-reset), for bootstrapping.
       behaviour_log_prob: log π_i(action) under the acting policy (PPO's ratio denominator).
-      behaviour_pi: dist params of the acting π_i (PPO's KL diagnostics).
       episode_return: return of the episode ending here (valid where ``done``).
       success: 1 where the episode ended in success (valid where ``done``; NaN for families
         whose ``metrics`` define no ``"success"``).
@@ -38,7 +37,6 @@ class Transition:
     done: jax.Array
     final_obs: jax.Array
     behaviour_log_prob: jax.Array
-    behaviour_pi: Any
     episode_return: jax.Array
     success: jax.Array
 
