@@ -36,7 +36,7 @@ class VariantResult:
     Attributes:
       steps: ``[E]`` env steps (all tasks) at each evaluation.
       curves: name in ``CURVE_KEYS`` -> ``[seeds, E, N]`` returns.
-      sps: training env steps per second of the group's program (all its runs together).
+      sps: training env steps per second of the group's program, all its runs together.
       compile_time_s: compilation time of the group's program.
       wall_s: wall time of the group's training, compilation and evaluations included.
       policy_params: final ``PolicyParams`` with a leading seed axis.
@@ -117,7 +117,7 @@ def train_variants(
             results[variant] = VariantResult(
                 steps=steps,
                 curves=curves,
-                sps=float(last["training/sps"]),
+                sps=float(last["training/sps_all_runs"]),
                 compile_time_s=float(last["training/compile_time_s"]),
                 wall_s=wall,
                 policy_params=jax.tree_util.tree_map(lambda x, r=rows: x[r], params),

@@ -336,8 +336,9 @@ def train(
       env: the task family.
       config: the run's configuration; ``config.variant`` picks one of the paper's variants.
       progress_fn: called as ``progress_fn(env_steps, metrics)`` after every evaluation, with
-        keys such as ``eval/episode_return`` (``[N]``, or ``[seeds, N]``),
-        ``eval/episode_return_mean``, ``training/sps`` and ``training/compile_time_s``.
+        keys such as ``eval/episode_return`` (``[N]``, or ``[runs, N]``),
+        ``eval/episode_return_mean``, ``training/sps`` (env steps per second of one run),
+        ``training/sps_all_runs`` and ``training/compile_time_s``.
       num_runs: independent runs vmapped in one compiled program, each with its own PRNG key
         (split from ``config.seed``) and, when ``hparams`` has a leading axis, its own
         hyperparameters: seeds and hyperparameter sweeps cost one compilation.
@@ -378,7 +379,9 @@ def train(
         out = _summarise(jax.tree_util.tree_map(squeeze, eval_metrics), "eval")
         out.update(training)
         out["training/env_steps"] = step
+        # Per run, and for the whole program (all vmapped runs together).
         out["training/sps"] = step / max(train_time, 1e-9)
+        out["training/sps_all_runs"] = num_runs * step / max(train_time, 1e-9)
         out["training/compile_time_s"] = compile_time
         if progress_fn is not None:
             progress_fn(step, out)
