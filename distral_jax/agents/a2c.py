@@ -6,12 +6,20 @@ One gradient step per rollout on the joint loss Σ_i mean_e L_i(trajectory e of 
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import optax
 
 from distral_jax import losses
-from distral_jax.agents.common import LearnerOutput, Transition, apply_gradients, policy_outputs
+from distral_jax.agents.common import (
+    LearnerOutput,
+    Transition,
+    apply_gradients,
+    map_trajectories,
+    policy_outputs,
+)
 from distral_jax.configs import Hyperparams, TrainConfig
 from distral_jax.networks import DistralNetworks, DistralParams
 from distral_jax.normalization import RunningStats
@@ -28,27 +36,17 @@ def a2c_loss(
     """The joint loss on trajectories ``[N, E, T]``; returns metrics averaged to ``[N]``."""
     pi, pi0, v_tm1, v_t = policy_outputs(params, networks, hp, obs_stats, traj, config)
 
-    def one_trajectory(pi_t, pi0_t, a_t, r_t, discount_t, done_t, v_tm1_t, v_t_t):
-        return losses.distral_actor_critic_loss(
-            networks.dist,
-            pi_t,
-            pi0_t,
-            a_t,
-            r_t,
-            discount_t,
-            done_t,
-            v_tm1_t,
-            v_t_t,
-            hp.alpha,
-            hp.beta,
-            lambda_=hp.lambda_,
-            regularizer=config.regularizer,
-            value_coef=hp.value_coef,
-            distill_coef=hp.distill_coef,
-        )
-
-    batched = jax.vmap(jax.vmap(one_trajectory))
-    loss, metrics = batched(pi, pi0, traj.action, traj.reward, traj.discount, traj.done, v_tm1, v_t)
+    loss_fn = functools.partial(
+        losses.distral_actor_critic_loss,
+        networks.dist,
+        alpha=hp.alpha,
+        beta=hp.beta,
+        lambda_=hp.lambda_,
+        regularizer=config.regularizer,
+        value_coef=hp.value_coef,
+        distill_coef=hp.distill_coef,
+    )
+    loss, metrics = map_trajectories(loss_fn, pi, pi0, v_tm1, v_t, traj)
     # Σ over tasks (the joint objective), mean over each task's environments.
     total = jnp.sum(jnp.mean(loss, axis=1))
     return total, jax.tree_util.tree_map(lambda m: jnp.mean(m, axis=1), metrics)

@@ -92,3 +92,13 @@ def policy_outputs(
     )
     v_t = networks.value(params, observations(obs_stats, traj.final_obs, config))
     return pi, pi0, v_tm1, v_t
+
+
+def map_trajectories(fn, pi, pi0, v_tm1: jax.Array, v_t: jax.Array, traj: Transition):
+    """``fn(pi_t, pi0_t, a_t, r_t, discount_t, done_t, v_tm1, v_t)`` on every trajectory.
+
+    The per-trajectory losses of ``distral_jax.losses`` take their arguments in this order; this
+    vmaps one over the environment axis and then the task axis of ``[N, E, T]`` batches.
+    """
+    batched = jax.vmap(jax.vmap(fn))
+    return batched(pi, pi0, traj.action, traj.reward, traj.discount, traj.done, v_tm1, v_t)

@@ -14,6 +14,8 @@ same factor so that β keeps its meaning (see ``distral_ppo_loss``).
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import optax
@@ -23,6 +25,7 @@ from distral_jax.agents.common import (
     LearnerOutput,
     Transition,
     apply_gradients,
+    map_trajectories,
     observations,
     policy_outputs,
 )
@@ -42,26 +45,15 @@ def compute_targets(
     """Returns and advantages ``[N, E, T]`` of the regularised reward."""
     pi, pi0, v_tm1, v_t = policy_outputs(params, networks, hp, obs_stats, traj, config)
 
-    def one(pi_t, pi0_t, a_t, r_t, discount_t, done_t, v_tm1_t, v_t_t):
-        return losses.regularized_returns(
-            networks.dist,
-            pi_t,
-            pi0_t,
-            a_t,
-            r_t,
-            discount_t,
-            done_t,
-            v_tm1_t,
-            v_t_t,
-            hp.alpha,
-            hp.beta,
-            lambda_=hp.lambda_,
-            regularizer=config.regularizer,
-        )
-
-    return jax.vmap(jax.vmap(one))(
-        pi, pi0, traj.action, traj.reward, traj.discount, traj.done, v_tm1, v_t
+    returns_fn = functools.partial(
+        losses.regularized_returns,
+        networks.dist,
+        alpha=hp.alpha,
+        beta=hp.beta,
+        lambda_=hp.lambda_,
+        regularizer=config.regularizer,
     )
+    return map_trajectories(returns_fn, pi, pi0, v_tm1, v_t, traj)
 
 
 def ppo_minibatch_loss(
