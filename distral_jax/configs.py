@@ -135,7 +135,8 @@ class TrainConfig:
       num_envs: environments per task (E).
       unroll_length: steps per rollout (T).
       iterations_per_call: updates per jitted call (the host regains control between calls).
-      total_env_steps: budget, counted over all tasks and envs.
+      total_env_steps: budget, counted over all tasks and envs (rounded up to whole jitted
+        calls of ``iterations_per_call`` updates).
       episode_length: time limit; longer episodes are truncated and bootstrapped.
       hidden_sizes: MLP widths of every network.
       eval_every: env steps between evaluations (rounded to whole jitted calls).
