@@ -248,8 +248,3 @@ class TrainConfig:
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
-
-    @property
-    def steps_per_iteration(self) -> int:
-        """Env steps per update, per task (multiply by the number of tasks for the total)."""
-        return self.num_envs * self.unroll_length

@@ -340,15 +340,9 @@ def _segment_hits_box(start: jax.Array, end: jax.Array, half_extent: jax.Array) 
     return (t_enter <= t_exit) & (t_exit >= 0.0) & (t_enter <= 1.0)
 
 
-def make_point_mass(num_tasks: int = 4, **kwargs) -> PointMassGoals:
-    """``PointMassGoals(num_tasks, **kwargs)``, for registries that want a function."""
-    return PointMassGoals(num_tasks=num_tasks, **kwargs)
-
-
 __all__ = [
     "DEFAULT_EPISODE_LENGTH",
     "PointMassGoals",
     "PointMassState",
     "PointMassTask",
-    "make_point_mass",
 ]
