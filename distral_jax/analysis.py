@@ -6,6 +6,7 @@ Curves are arrays ``[runs, evaluations, tasks]`` of returns measured at ``steps 
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -55,6 +56,27 @@ def ratio(numerator: Mapping, denominator: Mapping) -> float | None:
     """Ratio of two ``summarize_steps`` medians; None when either never reached the bar."""
     a, b = numerator.get("median"), denominator.get("median")
     return None if a is None or b is None or b == 0 else float(a / b)
+
+
+def fresh_output_dir(path: str | Path) -> Path:
+    """Creates ``path`` for a new run's results without losing an earlier run's.
+
+    If ``path`` already holds files, they are moved aside to ``<path>-<timestamp>`` (the time of
+    their newest file) before ``path`` is created empty.
+    """
+    path = Path(path)
+    if path.exists() and any(path.iterdir()):
+        newest = max(f.stat().st_mtime for f in path.rglob("*"))
+        stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(newest))
+        backup = path.with_name(f"{path.name}-{stamp}")
+        k = 1
+        while backup.exists():
+            backup = path.with_name(f"{path.name}-{stamp}-{k}")
+            k += 1
+        path.rename(backup)
+        print(f"earlier results in {path} moved to {backup}", flush=True)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 def write_json(path: Path, payload: Mapping) -> None:

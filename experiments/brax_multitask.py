@@ -191,8 +191,7 @@ def main(argv=None) -> int:
     profile.pop("seeds", None)
     if args.steps:
         profile["total_env_steps"] = args.steps
-    out = Path(args.out or f"runs/brax_multitask/{args.family}")
-    out.mkdir(parents=True, exist_ok=True)
+    out = analysis.fresh_output_dir(args.out or f"runs/brax_multitask/{args.family}")
     start = time.perf_counter()
     family_kwargs = {"num_tasks": args.num_tasks}
     if args.backend and args.family != "point_mass":

@@ -208,6 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = {"args": vars(args), "designs": {}}
     for name in args.designs:
         make_design(name)  # fail fast on a bad name
+    analysis.fresh_output_dir(args.out)
     for name in args.designs:
         summary["designs"][name] = run_design(name, args)
         print_table(name, summary["designs"][name])

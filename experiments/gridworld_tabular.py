@@ -36,7 +36,7 @@ import numpy as np
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from distral_jax import tabular  # noqa: E402
+from distral_jax import analysis, tabular  # noqa: E402
 from distral_jax.envs.gridworld import (  # noqa: E402
     ACTION_DELTAS,
     GridWorld,
@@ -120,7 +120,7 @@ def median_steps(steps: list[int | None]) -> float | None:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    os.makedirs(args.out, exist_ok=True)
+    analysis.fresh_output_dir(args.out)
     t_start = time.perf_counter()
 
     layout = get_layout(args.layout)
