@@ -1,0 +1,40 @@
+"""Steps-to-threshold summaries and result folders."""
+
+import math
+
+import numpy as np
+import pytest
+
+from distral_jax import analysis
+
+
+def test_steps_to_threshold_needs_every_task():
+    steps = np.array([0, 10, 20, 30])
+    curves = np.array(
+        [
+            [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [1.0, 1.0]],  # both tasks at step 20
+            [[0.0, 0.0], [1.0, 0.5], [1.0, 0.5], [1.0, 0.5]],  # task 1 never
+        ]
+    )
+    got = analysis.steps_to_threshold(steps, curves, np.array([0.9, 0.9]))
+    assert got[0] == 20 and math.isinf(got[1])
+    with pytest.raises(ValueError, match="curves"):
+        analysis.steps_to_threshold(steps, curves[:, :2], np.array([0.9, 0.9]))
+
+
+def test_summary_median_is_never_when_half_the_runs_never_reach():
+    assert analysis.summarize_steps(np.array([10.0, 20.0, 30.0]))["median"] == 20.0
+    s = analysis.summarize_steps(np.array([10.0, np.inf, np.inf]))
+    assert s["median"] is None and s["reached"] == 1 and s["runs"] == 3
+    assert analysis.ratio({"median": 10.0}, {"median": 20.0}) == 0.5
+    assert analysis.ratio({"median": 10.0}, {"median": None}) is None
+
+
+def test_fresh_output_dir_keeps_earlier_results(tmp_path):
+    out = tmp_path / "study"
+    analysis.fresh_output_dir(out)
+    (out / "summary.json").write_text("{}")
+    analysis.fresh_output_dir(out)
+    moved = [p for p in tmp_path.iterdir() if p.name.startswith("study-")]
+    assert len(moved) == 1 and (moved[0] / "summary.json").read_text() == "{}"
+    assert out.is_dir() and not any(out.iterdir())
