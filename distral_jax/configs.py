@@ -214,6 +214,10 @@ class TrainConfig:
         _require(self.c_kl >= 0, "c_kl", ">= 0", self.c_kl)
         _require(self.c_ent >= 0, "c_ent", ">= 0", self.c_ent)
         _require(self.c_kl + self.c_ent > 0, "c_kl + c_ent", "> 0", self.c_kl + self.c_ent)
+        if self.variant == "custom" and not self.distill:
+            # A KL to a π_0 that is never distilled would pull every task towards its random
+            # initialisation.
+            _require(self.c_kl == 0, "c_kl", "0 when distill=False", self.c_kl)
         _require(self.max_grad_norm > 0, "max_grad_norm", "> 0", self.max_grad_norm)
         _require(0 < self.ppo_clip < 1, "ppo_clip", "in (0, 1)", self.ppo_clip)
         if self.learner == "ppo":

@@ -181,6 +181,9 @@ class DistributionOps(NamedTuple):
       mode: ``params -> action``, the greedy action.
       postprocess: maps a stored action to what the environment receives.
       discrete: whether actions are integers.
+      squash_log_det: ``action -> [...]``, log |d postprocess / d action| summed over action
+        dimensions (0 without a squash). The entropy of the squashed policy is
+        ``entropy + E[squash_log_det]``; losses estimate the expectation at the taken action.
     """
 
     log_prob: Callable[[DistParams, Array], Array]
@@ -190,6 +193,7 @@ class DistributionOps(NamedTuple):
     mode: Callable[[DistParams], Array]
     postprocess: Callable[[Array], Array]
     discrete: bool
+    squash_log_det: Callable[[Array], Array]
 
 
 def categorical() -> DistributionOps:
@@ -202,6 +206,7 @@ def categorical() -> DistributionOps:
         mode=lambda logits: jnp.argmax(logits, axis=-1),
         postprocess=lambda a: a,
         discrete=True,
+        squash_log_det=lambda a: jnp.zeros(a.shape, jnp.float32),
     )
 
 
@@ -220,6 +225,7 @@ def gaussian() -> DistributionOps:
         mode=lambda p: p[0],
         postprocess=lambda a: a,
         discrete=False,
+        squash_log_det=lambda a: jnp.zeros(a.shape[:-1], a.dtype),
     )
 
 
@@ -233,4 +239,5 @@ def tanh_gaussian() -> DistributionOps:
         mode=lambda p: p[0],
         postprocess=jnp.tanh,
         discrete=False,
+        squash_log_det=tanh_log_det_jacobian,
     )

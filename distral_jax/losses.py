@@ -189,6 +189,8 @@ def _regularizer_terms(
     Analytic: g(s_t) = −(α/β) KL(π_i‖π_0) + ((1−α)/β) H(π_i) = (α/β) E_{π_i} log π_0 + (1/β) H(π_i),
     which is a function of the state: its value enters the return (a constant there) and its
     gradient w.r.t. π_i enters directly (π_0 held fixed; π_0's side is the distillation term).
+    For tanh-squashed policies H is the pre-squash entropy plus the squash's log-Jacobian at the
+    taken action (a one-sample estimate, return only), so both estimators target one objective.
     """
     sg = jax.lax.stop_gradient
     if regularizer == "sampled":
@@ -196,7 +198,11 @@ def _regularizer_terms(
         return sg(reg_t), jnp.zeros_like(reg_t)
     kl_t = dist.kl(pi_t, sg(pi0_t))
     g_t = -(alpha / beta) * kl_t + ((1.0 - alpha) / beta) * dist.entropy(pi_t)
-    return sg(g_t), g_t
+    # A squashed policy's entropy also has E[log|d tanh(u)/du|], which has no closed form: it is
+    # estimated at the taken action and enters the return only (its gradient then comes through
+    # the score function). Without it the bonus would reward saturating the squash.
+    squash_t = ((1.0 - alpha) / beta) * dist.squash_log_det(a_t)
+    return sg(g_t + squash_t), g_t
 
 
 def _policy_metrics(dist: DistributionOps, pi_t: DistParams, pi0_t: DistParams) -> dict:
@@ -342,11 +348,13 @@ def distral_ppo_loss(
         loss = mean_t [ −min(ρ_t Â_t, clip(ρ_t, 1 ± ε) Â_t)
                         − advantage_scale · g_t                  (analytic regulariser only)
                         + value_coef · ½ (G_t − v_tm1)²
-                        + distill_coef · (α/β) CE(sg(π_i), π_0)(s_t) ]
+                        + advantage_scale · distill_coef · (α/β) CE(sg(π_i), π_0)(s_t) ]
 
     where g_t = −(α/β) KL(π_i‖sg π_0) + ((1−α)/β) H(π_i). When the caller normalises the
-    advantages by their standard deviation σ, it passes ``advantage_scale = 1/σ`` so that the
-    regulariser keeps its weight relative to the reward (β keeps its meaning).
+    advantages by their standard deviation σ, it passes ``advantage_scale = 1/σ``: the whole
+    gradient of the joint objective (surrogate, regulariser and distillation, eqs. 9–10) is then
+    scaled alike, so β keeps its meaning and θ_0's two sources of gradient in the 2-column
+    architecture keep their A2C proportions.
 
     Args:
       dist: the distribution family.
@@ -360,7 +368,7 @@ def distral_ppo_loss(
       clip_epsilon: PPO's ε.
       regularizer: "analytic" or "sampled" (sampled: the regulariser lives in Â only).
       value_coef, distill_coef: loss weights.
-      advantage_scale: multiplier of the analytic regulariser's direct term.
+      advantage_scale: multiplier of the regulariser's direct term and of distillation.
     Returns:
       ``(loss, metrics)``.
     """
@@ -397,7 +405,9 @@ def distral_ppo_loss(
     value_loss = 0.5 * jnp.mean((sg(returns_t) - v_tm1) ** 2)
     cross_entropy_t = dist.kl(sg(pi_t), pi0_t) + dist.entropy(sg(pi_t))
     distill_loss = (alpha / beta) * jnp.mean(cross_entropy_t)
-    loss = pg_loss + reg_loss + value_coef * value_loss + distill_coef * distill_loss
+    loss = (
+        pg_loss + reg_loss + value_coef * value_loss + advantage_scale * distill_coef * distill_loss
+    )
     metrics = {
         "loss": loss,
         "pg_loss": pg_loss,

@@ -177,20 +177,22 @@ class Trainer:
     def _iteration(self, state: TrainState, _) -> tuple[TrainState, Metrics]:
         key, rollout_key, update_key = jax.random.split(state.key, 3)
         env_state, traj = self._rollout(state, rollout_key)
-        obs_stats = state.obs_stats
-        if self.config.normalize_observations:
-            obs_stats = obs_stats.update(traj.obs)
+        # The update sees the statistics the rollout acted with (PPO's ratios start at 1); the
+        # new observations are folded in for the next rollout.
         out = self.update(
             state.params,
             state.opt_state,
             self.optimizer,
             self.networks,
             state.hparams,
-            obs_stats,
+            state.obs_stats,
             traj,
             update_key,
             self.config,
         )
+        obs_stats = state.obs_stats
+        if self.config.normalize_observations:
+            obs_stats = obs_stats.update(traj.obs)
         episodes = jnp.sum(traj.done, axis=(1, 2))
         metrics = dict(out.metrics)
         metrics["episode_return_sum"] = jnp.sum(traj.episode_return * traj.done, axis=(1, 2))

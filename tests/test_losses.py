@@ -384,9 +384,13 @@ class DistralActorCriticTest(chex.TestCase):
                     ) / beta
                     direct = 0.0
                 else:
+                    # The squashed entropy's Jacobian part, at the taken action (0 unsquashed).
+                    squash = 0.0
+                    if family == "tanh_gaussian":
+                        squash = np.log1p(-(np.tanh(np.asarray(a_t)) ** 2)).sum(-1)
                     reg = (alpha / beta) * (-kl_fn(x0["pi_t"], x0["pi0_t"])) + (
                         (1 - alpha) / beta
-                    ) * entropy_fn(x0["pi_t"])
+                    ) * (entropy_fn(x0["pi_t"]) + squash)
                     direct = (alpha / beta) * (-kl_fn(x["pi_t"], x0["pi0_t"])) + (
                         (1 - alpha) / beta
                     ) * entropy_fn(x["pi_t"])

@@ -223,9 +223,10 @@ class DistralPPOLossTest(chex.TestCase):
 
     @chex.variants(with_jit=True, without_jit=True)
     @parameterized.parameters("analytic", "sampled")
-    def test_advantage_scale_multiplies_only_the_direct_regulariser(self, regularizer):
-        """∇loss(s) − ∇loss(0) = s × the analytic regulariser's direct gradient (π_0 fixed);
-        nothing else moves with s. The sampled regulariser has no direct term at all."""
+    def test_advantage_scale_multiplies_the_regulariser_and_distillation(self, regularizer):
+        """∇loss(s) − ∇loss(0) = s × (the analytic regulariser's direct gradient for π_i, the
+        distillation gradient for π_0); the value's gradient does not move with s. The sampled
+        regulariser has no direct term at all."""
         traj = _trajectory(2)
         T = traj["r_t"].shape[0]
         x = dict(
@@ -256,15 +257,24 @@ class DistralPPOLossTest(chex.TestCase):
             ) * -np.sum(pi * log_pi, -1)
         else:
             direct, g = np.zeros_like(x["pi_t"]), np.zeros(T)
+        pi_0 = np.exp(log_pi_0 if regularizer == "analytic" else _np_log_softmax(x["pi0_t"]))
+        pi_i = np.exp(_np_log_softmax(x["pi_t"]))
+        distill_grad = (ALPHA / BETA) * (pi_0 - pi_i) / T
         for scale in (1.0, 2.5):
-            (loss_s, _), grads_s = grad_fn(diff, scale)
+            (loss_s, aux), grads_s = grad_fn(diff, scale)
             np.testing.assert_allclose(
                 grads_s["pi_t"] - grads0["pi_t"], scale * direct, rtol=1e-4, atol=_ATOL
             )
-            np.testing.assert_allclose(loss_s - loss0, -scale * np.mean(g), rtol=1e-4, atol=_ATOL)
-            # π_0's gradient (distillation) and the value's do not depend on the scale.
-            for name in ("pi0_t", "v_tm1"):
-                np.testing.assert_allclose(grads_s[name], grads0[name], rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(
+                loss_s - loss0,
+                scale * (-np.mean(g) + aux["distill_loss"]),
+                rtol=1e-4,
+                atol=_ATOL,
+            )
+            np.testing.assert_allclose(
+                grads_s["pi0_t"] - grads0["pi0_t"], scale * distill_grad, rtol=1e-4, atol=_ATOL
+            )
+            np.testing.assert_allclose(grads_s["v_tm1"], grads0["v_tm1"], rtol=1e-6, atol=1e-7)
 
     @chex.variants(with_jit=True, without_jit=True)
     @parameterized.product(regularizer=("analytic", "sampled"), distill_coef=(1.0, 2.5))

@@ -221,6 +221,8 @@ def test_invalid_custom_costs_and_hyperparams():
         Hyperparams.create(alpha=1.5, beta=1.0)
     with pytest.raises(ValueError, match="ppo_minibatches"):
         TrainConfig(learner="ppo", num_envs=6, ppo_minibatches=4)
+    with pytest.raises(ValueError, match="c_kl"):
+        TrainConfig(variant="custom", c_kl=0.01, distill=False)
 
 
 def test_non_finite_loss_stops_training():
