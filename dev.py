@@ -4,8 +4,8 @@
     python3 dev.py run     # first use: creates .venv and installs; then runs the main study
     python3 dev.py test    # same set-up, then the test suite
 
-Extra arguments after the command go to the study or to pytest. The virtual environment is
-rebuilt when pyproject.toml changes (its hash is kept in .venv/.installed).
+Extra arguments after the command go to the study or to pytest. The package is reinstalled
+into the virtual environment when pyproject.toml changes (its hash is kept in .venv/.installed).
 """
 
 from __future__ import annotations
