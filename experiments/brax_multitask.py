@@ -3,6 +3,7 @@
     python experiments/brax_multitask.py --small                 # CPU, about ten minutes
     python experiments/brax_multitask.py                          # sized for one GPU
     python experiments/brax_multitask.py --family ant_dir --variants distral_klent_2col a3c
+    python experiments/brax_multitask.py --family point_mass      # pure JAX, 8 seeds, ~3 min
 
 For each variant (default: ``distral_klent_2col`` against independent PPO, ``a3c``) and seed,
 trains on the family's tasks with the chosen learner, then writes to ``--out``
@@ -31,6 +32,7 @@ from distral_jax import analysis, sweeps
 from distral_jax.configs import VARIANTS, TrainConfig
 from distral_jax.envs import brax_tasks
 from distral_jax.envs.base import TaskFamily, batch_reset, batch_step
+from distral_jax.envs.point_mass import PointMassGoals
 from distral_jax.envs.wrappers import EpisodeLimit
 from distral_jax.train import Trainer
 
@@ -48,6 +50,20 @@ PROFILES = {
         ppo_minibatches=8,
         iterations_per_call=10,
         seeds=2,
+    ),
+    # The pure-JAX point mass (settings of tests/test_ppo.py): about a minute per variant.
+    "point_mass": dict(
+        num_envs=16,
+        unroll_length=20,
+        total_env_steps=307_200,
+        episode_length=100,
+        eval_every=25_600,
+        eval_envs=16,
+        hidden_sizes=(32,),
+        learning_rate=1e-2,
+        ppo_minibatches=4,
+        iterations_per_call=20,
+        seeds=8,
     ),
     # A few minutes per variant on a 2-core CPU: short episodes, few environments.
     "small": dict(
@@ -168,10 +184,16 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--variants", nargs="+", default=["distral_klent_2col", "a3c"])
     p.add_argument("--learner", default="ppo", choices=["ppo", "a2c"])
     p.add_argument("--small", action="store_true", help="CPU profile (about ten minutes)")
+    p.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default=None,
+        help="sizes and budget (default: point_mass for that family, else gpu or --small)",
+    )
     p.add_argument("--seeds", type=int, default=None, help="runs per variant (vmapped)")
     p.add_argument("--steps", type=int, default=None, help="env steps per run, all tasks")
-    p.add_argument("--beta", type=float, default=100.0)
-    p.add_argument("--gamma", type=float, default=0.97)
+    p.add_argument("--beta", type=float, default=None, help="default 100 (point mass: 50)")
+    p.add_argument("--gamma", type=float, default=None, help="default 0.97 (point mass: 0.95)")
     p.add_argument("--html-steps", type=int, default=300)
     p.add_argument("--out", default=None)
     p.add_argument("--quiet", action="store_true")
@@ -186,7 +208,10 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse_args(argv)
-    profile = dict(PROFILES["small" if args.small else "gpu"])
+    profile_name = args.profile or (
+        "point_mass" if args.family == "point_mass" else ("small" if args.small else "gpu")
+    )
+    profile = dict(PROFILES[profile_name])
     seeds = args.seeds or profile.pop("seeds")
     profile.pop("seeds", None)
     if args.steps:
@@ -199,8 +224,12 @@ def main(argv=None) -> int:
     env = brax_tasks.make_family(args.family, **family_kwargs)
     config = TrainConfig(
         learner=args.learner,
-        beta=args.beta,
-        gamma=args.gamma,
+        beta=args.beta
+        if args.beta is not None
+        else (50.0 if profile_name == "point_mass" else 100.0),
+        gamma=args.gamma
+        if args.gamma is not None
+        else (0.95 if profile_name == "point_mass" else 0.97),
         normalize_observations=True,
         **profile,
     )
@@ -239,6 +268,17 @@ def main(argv=None) -> int:
             f"{np.round(random_returns, 1)} | {r.sps:,.0f} steps/s | "
             f"compile {r.compile_time_s:.0f}s"
         )
+    if isinstance(env, PointMassGoals):
+        # Threshold: the scripted go-around controller's return on every task.
+        scripted = env.reference_returns("scripted", episode_length=config.episode_length)
+        summary["scripted_return"] = scripted
+        for name, r in results.items():
+            for mode in ("sampled", "greedy"):
+                steps = analysis.summarize_steps(
+                    analysis.steps_to_threshold(r.steps, r.curves[mode], scripted)
+                )
+                summary["variants"][name][f"steps_to_scripted_{mode}"] = steps
+                print(f"{name:20s} steps to the scripted return on every task ({mode}): {steps}")
     if isinstance(env, brax_tasks.BraxTaskFamily):
         first = args.variants[0]
         trainer = Trainer(env, config.replace(variant=first))
