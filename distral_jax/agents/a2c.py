@@ -9,14 +9,14 @@ from __future__ import annotations
 import functools
 
 import jax
-import jax.numpy as jnp
 import optax
 
 from distral_jax import losses
 from distral_jax.agents.common import (
     LearnerOutput,
     Transition,
-    apply_gradients,
+    gradient_step,
+    joint_loss,
     map_trajectories,
     policy_outputs,
 )
@@ -46,10 +46,7 @@ def a2c_loss(
         value_coef=hp.value_coef,
         distill_coef=hp.distill_coef,
     )
-    loss, metrics = map_trajectories(loss_fn, pi, pi0, v_tm1, v_t, traj)
-    # Σ over tasks (the joint objective), mean over each task's environments.
-    total = jnp.sum(jnp.mean(loss, axis=1))
-    return total, jax.tree_util.tree_map(lambda m: jnp.mean(m, axis=1), metrics)
+    return joint_loss(*map_trajectories(loss_fn, pi, pi0, v_tm1, v_t, traj))
 
 
 def a2c_update(
@@ -65,7 +62,7 @@ def a2c_update(
 ) -> LearnerOutput:
     """One synchronous actor-critic step on a batch of trajectories ``[N, E, T]``."""
     del key
-    grads, metrics = jax.grad(a2c_loss, has_aux=True)(params, networks, hp, obs_stats, traj, config)
-    params, opt_state, grad_norm = apply_gradients(params, opt_state, optimizer, grads, hp)
-    metrics["grad_norm"] = jnp.broadcast_to(grad_norm, metrics["loss"].shape)
+    params, opt_state, metrics = gradient_step(
+        a2c_loss, params, opt_state, optimizer, hp, networks, hp, obs_stats, traj, config
+    )
     return LearnerOutput(params=params, opt_state=opt_state, metrics=metrics)

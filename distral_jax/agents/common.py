@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import optax
 from flax import struct
 
@@ -102,3 +103,23 @@ def map_trajectories(fn, pi, pi0, v_tm1: jax.Array, v_t: jax.Array, traj: Transi
     """
     batched = jax.vmap(jax.vmap(fn))
     return batched(pi, pi0, traj.action, traj.reward, traj.discount, traj.done, v_tm1, v_t)
+
+
+def joint_loss(loss: jax.Array, metrics: dict[str, jax.Array]):
+    """Per-trajectory losses ``[N, E]`` -> the joint objective's loss and metrics ``[N]``.
+
+    Σ over tasks (the joint objective of eq. 1 sums the tasks' J_i), mean over each task's
+    environments (a Monte-Carlo average).
+    """
+    total = jnp.sum(jnp.mean(loss, axis=1))
+    return total, jax.tree_util.tree_map(lambda m: jnp.mean(m, axis=1), metrics)
+
+
+def gradient_step(
+    loss_fn, params: DistralParams, opt_state: optax.OptState, optimizer, hp: Hyperparams, *args
+) -> tuple[DistralParams, optax.OptState, dict[str, jax.Array]]:
+    """One optimiser step on ``loss_fn(params, *args) -> (loss, metrics [N])``."""
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(params, *args)
+    params, opt_state, grad_norm = apply_gradients(params, opt_state, optimizer, grads, hp)
+    metrics["grad_norm"] = jnp.broadcast_to(grad_norm, metrics["loss"].shape)
+    return params, opt_state, metrics

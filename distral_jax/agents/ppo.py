@@ -24,7 +24,8 @@ from distral_jax import losses
 from distral_jax.agents.common import (
     LearnerOutput,
     Transition,
-    apply_gradients,
+    gradient_step,
+    joint_loss,
     map_trajectories,
     observations,
     policy_outputs,
@@ -97,8 +98,7 @@ def ppo_minibatch_loss(
     loss, metrics = jax.vmap(per_env)(
         pi, pi0, traj.action, traj.behaviour_log_prob, normalized, returns, v_tm1, scale
     )
-    total = jnp.sum(jnp.mean(loss, axis=1))
-    return total, jax.tree_util.tree_map(lambda m: jnp.mean(m, axis=1), metrics)
+    return joint_loss(loss, metrics)
 
 
 def ppo_update(
@@ -128,11 +128,18 @@ def ppo_update(
 
         def minibatch(carry, batch):
             params, opt_state = carry
-            grads, metrics = jax.grad(ppo_minibatch_loss, has_aux=True)(
-                params, networks, hp, obs_stats, batch, config
+            params, opt_state, metrics = gradient_step(
+                ppo_minibatch_loss,
+                params,
+                opt_state,
+                optimizer,
+                hp,
+                networks,
+                hp,
+                obs_stats,
+                batch,
+                config,
             )
-            params, opt_state, grad_norm = apply_gradients(params, opt_state, optimizer, grads, hp)
-            metrics["grad_norm"] = jnp.broadcast_to(grad_norm, metrics["loss"].shape)
             return (params, opt_state), metrics
 
         return jax.lax.scan(minibatch, (params, opt_state), shuffled)
