@@ -205,6 +205,26 @@ def _regularizer_terms(
     return sg(g_t + squash_t), g_t
 
 
+def _check_policy_inputs(pi_t, pi0_t, a_t, regularizer, steps_ref, steps_name: str) -> None:
+    """Named errors for the policy-side inputs of a per-trajectory loss.
+
+    Without these, a ``pi_t``/``pi0_t`` or ``a_t`` of one step would broadcast silently against
+    the ``[T]`` arrays.
+    """
+    num_steps = steps_ref.shape[0]
+    check_rank("a_t", a_t, {1, 2})
+    if a_t.shape[0] != num_steps:
+        raise ValueError(f"`a_t` has {a_t.shape[0]} steps but `{steps_name}` has {num_steps}")
+    if regularizer not in ("analytic", "sampled"):
+        raise ValueError(f"`regularizer` must be 'analytic' or 'sampled', got {regularizer!r}")
+    pi_shapes = [jnp.shape(x) for x in jax.tree_util.tree_leaves(pi_t)]
+    pi0_shapes = [jnp.shape(x) for x in jax.tree_util.tree_leaves(pi0_t)]
+    if pi0_shapes != pi_shapes:
+        raise ValueError(f"`pi0_t` has shapes {pi0_shapes} but `pi_t` has {pi_shapes}")
+    if any(len(s) < 2 or s[0] != num_steps for s in pi_shapes):
+        raise ValueError(f"`pi_t` has shapes {pi_shapes}; expected [T={num_steps}, ...]")
+
+
 def _policy_metrics(dist: DistributionOps, pi_t: DistParams, pi0_t: DistParams) -> dict:
     return {
         "entropy": jnp.mean(dist.entropy(pi_t)),
@@ -269,36 +289,11 @@ def distral_actor_critic_loss(
     """
     check_rank("r_t", r_t, 1)
     check_same_shape(r_t=r_t, discount_t=discount_t, done_t=done_t, v_tm1=v_tm1, v_t=v_t)
-    check_rank("a_t", a_t, {1, 2})
-    if a_t.shape[0] != r_t.shape[0]:
-        raise ValueError(f"`a_t` has {a_t.shape[0]} steps but `r_t` has {r_t.shape[0]}")
-    if regularizer not in ("analytic", "sampled"):
-        raise ValueError(f"`regularizer` must be 'analytic' or 'sampled', got {regularizer!r}")
-    # Without these, a pi_t or pi0_t of one step would broadcast silently against [T] arrays.
-    pi_shapes = [jnp.shape(x) for x in jax.tree_util.tree_leaves(pi_t)]
-    pi0_shapes = [jnp.shape(x) for x in jax.tree_util.tree_leaves(pi0_t)]
-    if pi0_shapes != pi_shapes:
-        raise ValueError(f"`pi0_t` has shapes {pi0_shapes} but `pi_t` has {pi_shapes}")
-    if any(len(s) < 2 or s[0] != r_t.shape[0] for s in pi_shapes):
-        raise ValueError(f"`pi_t` has shapes {pi_shapes}; expected [T={r_t.shape[0]}, ...]")
+    _check_policy_inputs(pi_t, pi0_t, a_t, regularizer, r_t, "r_t")
     sg = jax.lax.stop_gradient
 
-    returns_t, advantage_t = regularized_returns(
-        dist,
-        pi_t,
-        pi0_t,
-        a_t,
-        r_t,
-        discount_t,
-        done_t,
-        v_tm1,
-        v_t,
-        alpha,
-        beta,
-        lambda_=lambda_,
-        regularizer=regularizer,
-    )
     reg_t, direct_t = _regularizer_terms(dist, pi_t, pi0_t, a_t, alpha, beta, regularizer)
+    returns_t, advantage_t = _lambda_returns(r_t + reg_t, discount_t, done_t, v_tm1, v_t, lambda_)
 
     log_pi_t = dist.log_prob(pi_t, a_t)
     pg_loss = -jnp.mean(log_pi_t * advantage_t)
@@ -379,19 +374,7 @@ def distral_ppo_loss(
         returns_t=returns_t,
         v_tm1=v_tm1,
     )
-    check_rank("a_t", a_t, {1, 2})
-    num_steps = advantage_t.shape[0]
-    if a_t.shape[0] != num_steps:
-        raise ValueError(f"`a_t` has {a_t.shape[0]} steps but `advantage_t` has {num_steps}")
-    if regularizer not in ("analytic", "sampled"):
-        raise ValueError(f"`regularizer` must be 'analytic' or 'sampled', got {regularizer!r}")
-    # As in distral_actor_critic_loss: a one-step pi_t/pi0_t (or a_t) would broadcast silently.
-    pi_shapes = [jnp.shape(x) for x in jax.tree_util.tree_leaves(pi_t)]
-    pi0_shapes = [jnp.shape(x) for x in jax.tree_util.tree_leaves(pi0_t)]
-    if pi0_shapes != pi_shapes:
-        raise ValueError(f"`pi0_t` has shapes {pi0_shapes} but `pi_t` has {pi_shapes}")
-    if any(len(s) < 2 or s[0] != num_steps for s in pi_shapes):
-        raise ValueError(f"`pi_t` has shapes {pi_shapes}; expected [T={num_steps}, ...]")
+    _check_policy_inputs(pi_t, pi0_t, a_t, regularizer, advantage_t, "advantage_t")
     sg = jax.lax.stop_gradient
     log_pi_t = dist.log_prob(pi_t, a_t)
     ratio_t = jnp.exp(log_pi_t - behaviour_log_pi_t)
@@ -447,8 +430,13 @@ def regularized_returns(
     """
     check_rank("r_t", r_t, 1)
     check_same_shape(r_t=r_t, discount_t=discount_t, done_t=done_t, v_tm1=v_tm1, v_t=v_t)
-    sg = jax.lax.stop_gradient
     reg_t, _ = _regularizer_terms(dist, pi_t, pi0_t, a_t, alpha, beta, regularizer)
-    reward_t = sg(r_t + reg_t)
-    returns_t = sg(rlax.lambda_returns(reward_t, discount_t, sg(v_t), lambda_ * (1.0 - done_t)))
+    return _lambda_returns(r_t + reg_t, discount_t, done_t, v_tm1, v_t, lambda_)
+
+
+def _lambda_returns(reward_t, discount_t, done_t, v_tm1, v_t, lambda_):
+    """λ-returns cut at episode ends, and advantages; constants for the gradient."""
+    sg = jax.lax.stop_gradient
+    lambda_t = lambda_ * (1.0 - done_t)
+    returns_t = sg(rlax.lambda_returns(sg(reward_t), discount_t, sg(v_t), lambda_t))
     return returns_t, returns_t - sg(v_tm1)
