@@ -48,36 +48,46 @@ def tiny_config(variant: str, **overrides) -> TrainConfig:
     return TrainConfig(**base)
 
 
-def test_bandit_reaches_the_distral_fixed_point():
-    rewards = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5]])
-    env = MultiTaskBandit(rewards)
+# Unequal reward scales: the tasks' advantages differ by 10x, so a learner that weights a task's
+# share of the shared gradient by its advantage scale (PPO with per-task normalisation) ends at
+# another fixed point (π_0 ≈ [0.37, 0.33, 0.30] instead of [0.66, 0.15, 0.19]).
+UNEQUAL_BANDIT = np.array([[1.0, 0.0, 0.5], [0.0, 0.1, 0.05]])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("regularizer", ["analytic", "sampled"])
+@pytest.mark.parametrize("learner", ["a2c", "ppo"])
+def test_bandit_reaches_the_distral_fixed_point(learner, regularizer):
+    env = MultiTaskBandit(UNEQUAL_BANDIT)
     config = TrainConfig(
         variant="distral_klent_1col",
         beta=3.0,
+        learner=learner,
+        regularizer=regularizer,
         num_envs=64,
         unroll_length=1,
         iterations_per_call=500,
-        total_env_steps=64 * 2 * 2000,
+        total_env_steps=512_000,
         episode_length=1,
         eval_every=10**9,
         learning_rate=1e-2,
         hidden_sizes=(8,),
-    )
+    )  # PPO with its default epochs and minibatches
     make_policy, policy_params, _ = train(env, config, show_progress=False)
     trainer = Trainer(env, config)
     hp = config.hyperparams()
     pi, pi0, _ = trainer.networks.apply(policy_params.params, jnp.ones((2, 1)), hp.column_alpha)
-    # The returned policy factory acts with the same policies.
-    actions = make_policy(policy_params)(jnp.ones((2, 4096, 1)), jax.random.PRNGKey(0))
-    np.testing.assert_allclose(
-        jax.vmap(lambda a: jnp.bincount(a, length=3) / a.size)(actions.reshape(2, -1)),
-        jax.nn.softmax(pi),
-        atol=0.03,
-    )
-    want_pi, want_pi0 = distral_fixed_point(rewards, alpha=0.5, beta=3.0)
-    # Tolerance: SGD noise with 64 envs and lr 1e-2 leaves about ±0.02 on each probability.
-    np.testing.assert_allclose(jax.nn.softmax(pi), want_pi, atol=0.03)
-    np.testing.assert_allclose(jax.nn.softmax(pi0[0]), want_pi0, atol=0.03)
+    pi, pi0 = jax.nn.softmax(pi), jax.nn.softmax(pi0[0])
+    want_pi, want_pi0 = distral_fixed_point(UNEQUAL_BANDIT, alpha=0.5, beta=3.0)
+    # Measured: errors of at most 0.03 (SGD noise, 64 envs, lr 1e-2); per-task PPO scaling
+    # missed π_0 by 0.29 (analytic) and 0.09 (sampled).
+    np.testing.assert_allclose(pi0, want_pi0, atol=0.05)
+    np.testing.assert_allclose(pi, want_pi, atol=0.05)
+    if learner == "a2c" and regularizer == "analytic":
+        # The returned policy factory acts with the same policies.
+        actions = make_policy(policy_params)(jnp.ones((2, 4096, 1)), jax.random.PRNGKey(0))
+        freq = jax.vmap(lambda a: jnp.bincount(a, length=3) / a.size)(actions.reshape(2, -1))
+        np.testing.assert_allclose(freq, pi, atol=0.03)
 
 
 def test_distral_klent_2col_reaches_90_percent_of_optimal_on_every_task():

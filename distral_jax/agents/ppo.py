@@ -8,8 +8,9 @@ Per rollout ``[N, E, T]``:
   3. per minibatch, ``losses.distral_ppo_loss`` vmapped over envs and tasks: surrogate, value loss,
      analytic regulariser and distillation on the same samples.
 
-Advantages are normalised per task over the minibatch; the analytic regulariser is scaled by the
-same factor so that β keeps its meaning (see ``distral_ppo_loss``).
+Advantages are centred per task and divided by one standard deviation pooled over every task of
+the minibatch; the regulariser and distillation are scaled by the same factor so that β keeps
+its meaning and every task keeps the joint objective's weight (see ``distral_ppo_loss``).
 """
 
 from __future__ import annotations
@@ -67,10 +68,13 @@ def ppo_minibatch_loss(
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Joint PPO loss on a minibatch ``[N, B, T]``: Σ over tasks of the mean over trajectories."""
     traj, returns, advantages = batch
-    mean = jnp.mean(advantages, axis=(1, 2), keepdims=True)
-    std = jnp.std(advantages, axis=(1, 2), keepdims=True) + 1e-8
-    normalized = (advantages - mean) / std
-    scale = 1.0 / std[:, 0, 0]  # [N]: one factor per task
+    # Centred per task, scaled by ONE standard deviation pooled over all tasks: a per-task
+    # 1/σ_i would weight task i's share of every shared gradient (θ_0, the shared network) by
+    # 1/σ_i and so optimise a reweighted objective. The same scale multiplies the regulariser
+    # and distillation below, so the whole joint gradient is scaled alike.
+    centred = advantages - jnp.mean(advantages, axis=(1, 2), keepdims=True)
+    scale = 1.0 / (jnp.sqrt(jnp.mean(centred**2)) + 1e-8)
+    normalized = centred * scale
     pi, pi0, v_tm1 = networks.apply(
         params, observations(obs_stats, traj.obs, config), hp.column_alpha
     )
@@ -95,7 +99,7 @@ def ppo_minibatch_loss(
         )
 
     per_env = jax.vmap(one, in_axes=(0, 0, 0, 0, 0, 0, 0, None))
-    loss, metrics = jax.vmap(per_env)(
+    loss, metrics = jax.vmap(per_env, in_axes=(0, 0, 0, 0, 0, 0, 0, None))(
         pi, pi0, traj.action, traj.behaviour_log_prob, normalized, returns, v_tm1, scale
     )
     return joint_loss(loss, metrics)
