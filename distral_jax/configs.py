@@ -1,20 +1,21 @@
-"""Typed configurations and the paper's variants as presets.
+"""Configuration: the paper's variants, the traced hyperparameters and the program's structure.
 
 Two kinds of settings are kept apart on purpose:
   * ``Hyperparams`` — numbers that enter the compiled program as *traced values* (α, β,
     learning rate, loss coefficients, γ, λ). They live in the training state, so a whole training
     run can be ``vmap``-ed over a grid of them without recompiling.
-  * ``TrainConfig`` — structure that shapes the program (architecture, sizes, the learner).
-    Changing it recompiles.
+  * ``TrainConfig`` — structure that shapes the program (architecture, sizes, the learner) and
+    the run's budget; the one place where every default is defined. Changing it recompiles.
 
-Variants (DESIGN.md table; Teh et al. 2017 §4):
+A variant name resolves to a ``Variant`` (architecture, α, β, column weight, distillation); the
+presets (Teh et al. 2017 §4; docs/maths.md §3):
 
     =====================  ============  =====  ============================
     name                   π_i           α      KL to π_0 and distillation
     =====================  ============  =====  ============================
-    a3c                    own network   –      no
-    a3c_multitask          one shared    –      no
-    a3c_2col               2-column      –      no
+    a3c                    own network   0      no
+    a3c_multitask          one shared    0      no
+    a3c_2col               2-column      0      no
     distral_kl_1col        own network   1      yes
     distral_klent_1col     own network   0.5    yes
     distral_kl_2col        2-column      1      yes
@@ -22,7 +23,7 @@ Variants (DESIGN.md table; Teh et al. 2017 §4):
     =====================  ============  =====  ============================
 
 The baselines keep an entropy bonus of strength 1/β (α = 0). In ``a3c_2col`` the task logits are
-``h_θ0 + f_θi`` (the 2-column network with its mixing weight fixed at 1) but nothing pulls the
+``h_θ0 + f_θi`` (the 2-column network with its column weight fixed at 1) but nothing pulls the
 columns towards π_0.
 """
 
@@ -34,20 +35,56 @@ from typing import Literal
 import jax.numpy as jnp
 from flax import struct
 
+from distral_jax.losses import Regularizer, alpha_beta
+
 Architecture = Literal["1col", "2col", "shared"]
 Learner = Literal["a2c", "ppo"]
-Regularizer = Literal["analytic", "sampled"]
 
-VARIANTS: dict[str, tuple[Architecture, float, bool]] = {
-    # name: (architecture, alpha, distill)
-    "a3c": ("1col", 0.0, False),
-    "a3c_multitask": ("shared", 0.0, False),
-    "a3c_2col": ("2col", 0.0, False),
-    "distral_kl_1col": ("1col", 1.0, True),
-    "distral_klent_1col": ("1col", 0.5, True),
-    "distral_kl_2col": ("2col", 1.0, True),
-    "distral_klent_2col": ("2col", 0.5, True),
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """A row of the variants table: what a preset fixes (β comes from the config)."""
+
+    architecture: Architecture
+    alpha: float
+    distill: bool
+
+
+VARIANTS: dict[str, Preset] = {
+    "a3c": Preset("1col", 0.0, distill=False),
+    "a3c_multitask": Preset("shared", 0.0, distill=False),
+    "a3c_2col": Preset("2col", 0.0, distill=False),
+    "distral_kl_1col": Preset("1col", 1.0, distill=True),
+    "distral_klent_1col": Preset("1col", 0.5, distill=True),
+    "distral_kl_2col": Preset("2col", 1.0, distill=True),
+    "distral_klent_2col": Preset("2col", 0.5, distill=True),
 }
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """A variant resolved to what the trainer needs.
+
+    Attributes:
+      architecture: "1col", "2col" or "shared" (static: it shapes the networks).
+      alpha: α ∈ [0, 1], the weight of log π_0 against the entropy.
+      beta: β > 0, the inverse temperature.
+      column_alpha: α_c, the weight of h_θ0 in the 2-column logits α_c h_θ0 + f_θi: α, or 1 when
+        α = 0 (then π_0 is a shared column that nothing distils).
+      distill: whether π_0 is distilled (and the KL to it is paid).
+    """
+
+    architecture: Architecture
+    alpha: float
+    beta: float
+    column_alpha: float
+    distill: bool
+
+    @classmethod
+    def create(
+        cls, architecture: Architecture, alpha: float, beta: float, distill: bool
+    ) -> Variant:
+        return cls(architecture, alpha, beta, alpha if alpha > 0 else 1.0, distill)
 
 
 def _require(condition: bool, field: str, allowed: str, value) -> None:
@@ -59,6 +96,9 @@ def _require(condition: bool, field: str, allowed: str, value) -> None:
 class Hyperparams:
     """Numeric hyperparameters, traced in the compiled program (a pytree of scalars).
 
+    Built by ``TrainConfig.hyperparams()`` (defaults live in ``TrainConfig``), or by
+    ``Hyperparams.create`` for sweeps.
+
     Attributes:
       alpha: α ∈ [0, 1], the weight of log π_0 relative to the entropy (α = c_KL/(c_KL+c_Ent)).
       beta: β > 0, the inverse temperature (β = 1/(c_KL+c_Ent)). The per-step entropy bonus is
@@ -69,7 +109,7 @@ class Hyperparams:
       lambda_: λ of the λ-returns / GAE.
       value_coef: weight of the value loss.
       distill_coef: multiplier of the distillation term (1 = the joint objective's gradient).
-      column_alpha: weight of h_θ0 in 2-column logits α_c h_θ0 + f_θi (α, or 1 when α = 0).
+      column_alpha: weight of h_θ0 in 2-column logits α_c h_θ0 + f_θi (see ``Variant``).
     """
 
     alpha: jnp.ndarray
@@ -84,16 +124,17 @@ class Hyperparams:
     @classmethod
     def create(
         cls,
+        *,
         alpha: float,
         beta: float,
-        learning_rate: float = 3e-3,
-        gamma: float = 0.95,
-        lambda_: float = 0.9,
-        value_coef: float = 0.5,
-        distill_coef: float = 1.0,
-        column_alpha: float | None = None,
+        learning_rate: float,
+        gamma: float,
+        lambda_: float,
+        value_coef: float,
+        distill_coef: float,
+        column_alpha: float,
     ) -> Hyperparams:
-        """Validated construction from Python numbers."""
+        """Validated construction from Python numbers (every field named)."""
         _require(0.0 <= alpha <= 1.0, "alpha", "in [0, 1]", alpha)
         _require(beta > 0, "beta", "> 0", beta)
         _require(learning_rate > 0, "learning_rate", "> 0", learning_rate)
@@ -101,8 +142,6 @@ class Hyperparams:
         _require(0.0 <= lambda_ <= 1.0, "lambda_", "in [0, 1]", lambda_)
         _require(value_coef >= 0, "value_coef", ">= 0", value_coef)
         _require(distill_coef >= 0, "distill_coef", ">= 0", distill_coef)
-        if column_alpha is None:
-            column_alpha = alpha if alpha > 0 else 1.0
         _require(column_alpha >= 0, "column_alpha", ">= 0", column_alpha)
         f32 = lambda x: jnp.asarray(x, jnp.float32)
         return cls(
@@ -230,24 +269,26 @@ class TrainConfig:
         self.hyperparams()  # validates the numeric fields with named errors
 
     @property
-    def resolved(self) -> tuple[Architecture, float, float, bool]:
-        """``(architecture, alpha, beta, distill)`` after applying the preset."""
+    def resolved(self) -> Variant:
+        """The variant after applying the preset (or the custom costs)."""
         if self.variant == "custom":
-            total = self.c_kl + self.c_ent
-            return self.architecture, self.c_kl / total, 1.0 / total, self.distill
-        architecture, alpha, distill = VARIANTS[self.variant]
-        return architecture, alpha, self.beta, distill
+            alpha, beta = alpha_beta(self.c_kl, self.c_ent)
+            return Variant.create(self.architecture, alpha, beta, self.distill)
+        preset = VARIANTS[self.variant]
+        return Variant.create(preset.architecture, preset.alpha, self.beta, preset.distill)
 
     def hyperparams(self) -> Hyperparams:
-        _, alpha, beta, distill = self.resolved
+        """The traced hyperparameters of this config (validated, with named errors)."""
+        variant = self.resolved
         return Hyperparams.create(
-            alpha=alpha,
-            beta=beta,
+            alpha=variant.alpha,
+            beta=variant.beta,
             learning_rate=self.learning_rate,
             gamma=self.gamma,
             lambda_=self.lambda_,
             value_coef=self.value_coef,
-            distill_coef=self.distill_coef if distill else 0.0,
+            distill_coef=self.distill_coef if variant.distill else 0.0,
+            column_alpha=variant.column_alpha,
         )
 
     def replace(self, **changes) -> TrainConfig:

@@ -1,7 +1,7 @@
 """Action distributions: categorical and (tanh-)diagonal Gaussian, as pure functions.
 
 Each family is exposed two ways:
-  * plain functions (``categorical_kl``, ``gaussian_kl``, ``gaussian_two_column`` ...) on arrays,
+  * plain functions (``categorical_kl``, ``gaussian_kl``, ``gaussian_log_prob`` ...) on arrays,
     with the action axis last;
   * a ``DistributionOps`` bundle (``categorical()``, ``gaussian()``, ``tanh_gaussian()``) that a
     loss takes as an argument, so that one loss serves discrete and continuous policies.
@@ -23,7 +23,6 @@ import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-import chex
 import jax
 import jax.numpy as jnp
 
@@ -132,34 +131,6 @@ def gaussian_kl(mu_p: Array, std_p: Array, mu_q: Array, std_q: Array) -> Array:
     # log of the ratio from the logs: var_ratio underflows to 0 for std_p/std_q < 1e-19.
     log_var_ratio = 2.0 * (jnp.log(std_p) - jnp.log(std_q))
     return jnp.sum(0.5 * (var_ratio + mahalanobis - 1.0 - log_var_ratio), axis=-1)
-
-
-def gaussian_two_column(
-    mu_0: Array, std_0: Array, mu_f: Array, std_f: Array, alpha: chex.Numeric
-) -> tuple[Array, Array]:
-    """The 2-column Gaussian task policy π_i ∝ π_0^α · N(m, s²) (DESIGN.md, continuous actions).
-
-    With π_0 = N(μ_0, σ_0²) and the task column N(m, s²) (β absorbed into the column):
-
-        1/σ² = α/σ_0² + 1/s²,     μ = σ² (α μ_0/σ_0² + m/s²).
-
-    α = 0 gives the column alone; the product is again a diagonal Gaussian.
-
-    Args:
-      mu_0, std_0: ``[..., D]`` the distilled policy π_0.
-      mu_f, std_f: ``[..., D]`` the task column.
-      alpha: scalar in [0, 1].
-    Returns:
-      ``(mu, std)`` of π_i, each ``[..., D]``.
-    """
-    check_same_shape(mu_0=mu_0, std_0=std_0, mu_f=mu_f, std_f=std_f)
-    # In log space: std**2 under/overflows float32 for std < 1e-19 or > 1e19 (then 0 * inf = nan).
-    # α = 0 gives log α = −inf, so π_0 drops out exactly.
-    log_prec_0 = jnp.log(alpha) - 2.0 * jnp.log(std_0)
-    log_prec_f = -2.0 * jnp.log(std_f)
-    log_prec = jnp.logaddexp(log_prec_0, log_prec_f)
-    mu = jnp.exp(log_prec_0 - log_prec) * mu_0 + jnp.exp(log_prec_f - log_prec) * mu_f
-    return mu, jnp.exp(-0.5 * log_prec)
 
 
 def tanh_log_det_jacobian(u: Array) -> Array:

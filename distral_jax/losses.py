@@ -2,7 +2,8 @@
 
 Time-major ``[T]`` arrays, rank and shape checks first, the maths in the docstrings. Batch and
 task axes are added by the caller with ``jax.vmap``. Equation numbers refer to Teh et al.,
-"Distral: Robust Multitask Reinforcement Learning" (NIPS 2017); ``DESIGN.md`` §1 restates them.
+"Distral: Robust Multitask Reinforcement Learning" (NIPS 2017); docs/maths.md
+explains them in this project's notation.
 
 The joint objective (eq. 1) for task i, with α = c_KL/(c_KL + c_Ent), β = 1/(c_KL + c_Ent):
 
@@ -24,12 +25,13 @@ import rlax
 from distral_jax.distributions import (
     DistParams,
     DistributionOps,
+    categorical,
     categorical_kl,
     check_rank,
     check_same_shape,
     gaussian_kl,
-    gaussian_two_column,
 )
+from distral_jax.two_column import gaussian_two_column, two_column_logits
 
 Array = jax.Array
 Numeric = chex.Numeric
@@ -44,6 +46,7 @@ __all__ = [
     "gaussian_two_column",
     "regularized_returns",
     "regularized_rewards",
+    "scaled_log_prior",
     "soft_value",
     "two_column_logits",
 ]
@@ -102,23 +105,6 @@ def regularized_rewards(
     return jax.lax.stop_gradient(reg)
 
 
-def two_column_logits(h0_logits: Array, f_logits: Array, alpha: Numeric, beta: Numeric) -> Array:
-    """The 2-column task policy's logits (eq. 7): ``α h_θ0(s) + β f_θi(s)``.
-
-    softmax of the result is π_0^α exp(β f) / Z. Passing ``beta=1`` gives the folded
-    parameterisation ``α h0 + g`` with g = β f learned directly (DESIGN.md practical notes).
-
-    Args:
-      h0_logits: ``[..., A]`` logits of π_0.
-      f_logits: ``[..., A]`` the task column.
-      alpha, beta: scalars.
-    Returns:
-      ``[..., A]``.
-    """
-    check_same_shape(h0_logits=h0_logits, f_logits=f_logits)
-    return alpha * h0_logits + beta * f_logits
-
-
 def soft_value(q: Array, log_pi_0: Array, alpha: Numeric, beta: Numeric) -> Array:
     """The soft (free-energy) value of the tabular Distral update:
 
@@ -135,37 +121,59 @@ def soft_value(q: Array, log_pi_0: Array, alpha: Numeric, beta: Numeric) -> Arra
       ``[...]``.
     """
     check_same_shape(q=q, log_pi_0=log_pi_0)
-    # 0 * (-inf) is nan: with α = 0 the prior must drop out entirely. Selecting before the
-    # product keeps the nan out of both branches (and out of the gradient w.r.t. α).
-    prior = alpha * jnp.where(alpha == 0, 0.0, log_pi_0)
-    return jax.nn.logsumexp(prior + beta * q, axis=-1) / beta
+    return jax.nn.logsumexp(scaled_log_prior(log_pi_0, alpha) + beta * q, axis=-1) / beta
 
 
-def distillation_loss(logits_i_t: Array, logits_0_t: Array, w_t: Array) -> Array:
-    """Distillation of π_0 towards the task policy, the last term of eq. (10).
+def scaled_log_prior(log_pi_0: Array, alpha: Numeric) -> Array:
+    """``α log π_0`` with ``0 · log 0 = 0``: at α = 0 the prior drops out entirely.
 
-        L = (1/T) Σ_t w_t · ( −Σ_a stop_grad(π_i(a|s_t)) log π_0(a|s_t) )
-
-    so that ∂L/∂logits_0_t = w_t (π_0(·|s_t) − π_i(·|s_t)) / T, and no gradient reaches
-    ``logits_i_t``. With w_t = (α/β) γ^t (or α/β) its gradient is eq. (10)'s distillation term.
+    The soft-optimal task policy is ``log π_i = α log π_0 + β Q − β V`` (``soft_value``); this is
+    its first term. Selecting before the product keeps ``0 · (−inf) = nan`` out of both branches
+    and out of the gradient with respect to α.
 
     Args:
-      logits_i_t: ``[T, A]`` logits of the task policy.
-      logits_0_t: ``[T, A]`` logits of the distilled policy.
+      log_pi_0: ``[..., A]`` log-probabilities of π_0 (may contain −inf).
+      alpha: scalar α ∈ [0, 1].
+    Returns:
+      ``[..., A]``.
+    """
+    return alpha * jnp.where(alpha == 0, 0.0, log_pi_0)
+
+
+def distillation_loss(
+    pi_t: DistParams, pi0_t: DistParams, w_t: Array, dist: DistributionOps | None = None
+) -> Array:
+    """Distillation of π_0 towards the task policy, the last term of eq. (10).
+
+        L = (1/T) Σ_t w_t · CE(stop_grad(π_i), π_0)(s_t),   CE(p, q) = −E_p log q = KL(p‖q) + H(p)
+
+    For logits, ∂L/∂logits_0_t = w_t (π_0(·|s_t) − π_i(·|s_t)) / T, and no gradient reaches
+    ``pi_t``. With w_t = (α/β) γ^t (or α/β) its gradient is eq. (10)'s distillation term
+    (docs/maths.md §4); the full losses below use it with w_t = 1, scaled by α/β.
+
+    Args:
+      pi_t: task policy parameters ``[T, ...]``: logits ``[T, A]`` (the default categorical) or
+        ``(loc, scale)`` ``[T, D]`` for a Gaussian ``dist``.
+      pi0_t: the distilled policy's parameters, same structure and shapes.
       w_t: ``[T]`` weights.
+      dist: the distribution family (default ``distributions.categorical()``).
     Returns:
       scalar loss.
     """
-    check_rank("logits_i_t", logits_i_t, 2)
-    check_same_shape(logits_i_t=logits_i_t, logits_0_t=logits_0_t)
+    dist = categorical() if dist is None else dist
+    for name, x in (("pi_t", pi_t), ("pi0_t", pi0_t)):
+        for leaf in jax.tree_util.tree_leaves(x):
+            check_rank(name, leaf, 2)
+    pi_shapes = [jnp.shape(x) for x in jax.tree_util.tree_leaves(pi_t)]
+    pi0_shapes = [jnp.shape(x) for x in jax.tree_util.tree_leaves(pi0_t)]
+    if pi0_shapes != pi_shapes:
+        raise ValueError(f"`pi0_t` has shapes {pi0_shapes} but `pi_t` has {pi_shapes}")
     check_rank("w_t", w_t, 1)
-    if w_t.shape[0] != logits_0_t.shape[0]:
-        raise ValueError(
-            f"`w_t` has length {w_t.shape[0]} but `logits_0_t` has {logits_0_t.shape[0]} steps"
-        )
-    pi_i = jax.lax.stop_gradient(jax.nn.softmax(logits_i_t, axis=-1))
-    cross_entropy = -jnp.sum(pi_i * jax.nn.log_softmax(logits_0_t, axis=-1), axis=-1)
-    return jnp.mean(w_t * cross_entropy)
+    if w_t.shape[0] != pi_shapes[0][0]:
+        raise ValueError(f"`w_t` has length {w_t.shape[0]} but `pi0_t` has {pi_shapes[0][0]} steps")
+    fixed = jax.lax.stop_gradient(pi_t)
+    cross_entropy_t = dist.kl(fixed, pi0_t) + dist.entropy(fixed)
+    return jnp.mean(w_t * cross_entropy_t)
 
 
 # ----------------------------------------------------------------------------- actor-critic
@@ -299,9 +307,7 @@ def distral_actor_critic_loss(
     pg_loss = -jnp.mean(log_pi_t * advantage_t)
     reg_loss = -jnp.mean(direct_t)
     value_loss = 0.5 * jnp.mean((returns_t - v_tm1) ** 2)
-    # CE(π_i, π_0) = KL(π_i‖π_0) + H(π_i); with π_i held fixed its gradient is distillation's.
-    cross_entropy_t = dist.kl(sg(pi_t), pi0_t) + dist.entropy(sg(pi_t))
-    distill_loss = (alpha / beta) * jnp.mean(cross_entropy_t)
+    distill_loss = (alpha / beta) * distillation_loss(pi_t, pi0_t, jnp.ones_like(r_t), dist)
     loss = pg_loss + reg_loss + value_coef * value_loss + distill_coef * distill_loss
 
     metrics = {
@@ -386,8 +392,9 @@ def distral_ppo_loss(
     _, direct_t = _regularizer_terms(dist, pi_t, pi0_t, a_t, alpha, beta, regularizer)
     reg_loss = -advantage_scale * jnp.mean(direct_t)
     value_loss = 0.5 * jnp.mean((sg(returns_t) - v_tm1) ** 2)
-    cross_entropy_t = dist.kl(sg(pi_t), pi0_t) + dist.entropy(sg(pi_t))
-    distill_loss = (alpha / beta) * jnp.mean(cross_entropy_t)
+    distill_loss = (alpha / beta) * distillation_loss(
+        pi_t, pi0_t, jnp.ones_like(advantage_t), dist
+    )
     loss = (
         pg_loss + reg_loss + value_coef * value_loss + advantage_scale * distill_coef * distill_loss
     )

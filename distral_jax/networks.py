@@ -1,11 +1,13 @@
 """Flax networks for Distral: π_0, per-task columns or networks, per-task values.
 
+One job: map observations of every task to the policies π_i, π_0 and the values.
+
 Per-task parameters are stacked on a leading task axis (initialised with ``vmap``) and applied
 with ``vmap``; there is no Python loop over tasks. The three architectures:
 
   * ``1col``   π_i = head(f_θi(s)), its own network per task; π_0 = head(h_θ0(s)).
   * ``2col``   π_i = head(α_c h_θ0(s) + f_θi(s)) for categoricals (β folded into f, see
-               DESIGN.md practical notes); for Gaussians the product π_0^α_c · N(column).
+               docs/maths.md §3); for Gaussians the product π_0^α_c · N(column).
   * ``shared`` one network for every task, fed the observation and a one-hot task id.
 
 Value functions are separate per-task networks (task-conditioned for ``shared``).
@@ -22,8 +24,10 @@ import jax.numpy as jnp
 from flax import struct
 
 from distral_jax import distributions
-from distral_jax.configs import Architecture
-from distral_jax.losses import gaussian_two_column, two_column_logits
+from distral_jax.configs import Architecture, TrainConfig
+from distral_jax.envs.base import TaskFamily
+from distral_jax.normalization import RunningStats
+from distral_jax.two_column import gaussian_two_column, two_column_logits
 
 PyTree = Any
 MIN_STD = 1e-3
@@ -85,7 +89,9 @@ class DistralNetworks:
       hidden_sizes: MLP widths.
       squash: tanh-squash Gaussian actions (continuous only).
       one_hot_observations: observations are one-hot vectors: first layers become lookups (not
-        for the shared architecture, whose input also carries the task id).
+        for the shared architecture, whose input also carries the task id; not when normalised).
+      normalize_observations: the networks see observations normalised by the running
+        statistics passed to ``policies``/``values`` (shared by all tasks).
     """
 
     def __init__(
@@ -98,7 +104,11 @@ class DistralNetworks:
         hidden_sizes: Sequence[int] = (64,),
         squash: bool = True,
         one_hot_observations: bool = False,
+        normalize_observations: bool = False,
     ):
+        # Normalised one-hot vectors are no longer one-hot.
+        one_hot_observations = one_hot_observations and not normalize_observations
+        self.normalize_observations = normalize_observations
         self.observation_size = observation_size
         self.action_size = action_size
         self.num_tasks = num_tasks
@@ -191,3 +201,31 @@ class DistralNetworks:
             return self.value_mlp.apply(value_params, self._task_input(o, task_id))[..., 0]
 
         return jax.vmap(one, in_axes=(axis, 0, 0))(params.value, jnp.arange(self.num_tasks), obs)
+
+    def preprocess(self, obs_stats: RunningStats, obs: jax.Array) -> jax.Array:
+        """What the networks see: observations normalised when the networks were built to."""
+        return obs_stats.normalize(obs) if self.normalize_observations else obs
+
+    def policies(
+        self, params: DistralParams, obs_stats: RunningStats, obs: jax.Array, column_alpha
+    ) -> tuple[Any, Any, jax.Array]:
+        """``apply`` on raw observations ``[N, ..., O]``: preprocessing, then the networks."""
+        return self.apply(params, self.preprocess(obs_stats, obs), column_alpha)
+
+    def values(self, params: DistralParams, obs_stats: RunningStats, obs: jax.Array) -> jax.Array:
+        """``value`` on raw observations ``[N, ..., O]``."""
+        return self.value(params, self.preprocess(obs_stats, obs))
+
+
+def make_networks(env: TaskFamily, config: TrainConfig) -> DistralNetworks:
+    """The networks a config asks for, sized for the task family."""
+    return DistralNetworks(
+        observation_size=env.observation_size,
+        action_size=env.action_size,
+        num_tasks=env.num_tasks,
+        discrete=env.discrete,
+        architecture=config.resolved.architecture,
+        hidden_sizes=config.hidden_sizes,
+        one_hot_observations=env.one_hot_observations,
+        normalize_observations=config.normalize_observations,
+    )

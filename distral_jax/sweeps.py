@@ -56,7 +56,7 @@ def group_by_architecture(variants: Sequence[str]) -> dict[str, list[str]]:
         raise ValueError(f"`variants`: unknown {unknown}; choose from {sorted(VARIANTS)}")
     groups: dict[str, list[str]] = {}
     for v in variants:
-        groups.setdefault(VARIANTS[v][0], []).append(v)
+        groups.setdefault(VARIANTS[v].architecture, []).append(v)
     return groups
 
 

@@ -1,10 +1,17 @@
-"""Exact and sample-based tabular Distral (DESIGN.md §1, "Tabular case").
+"""Exact tabular Distral: soft value iteration alternating with distillation (docs/maths.md §2).
+
+This module holds the exact solvers only, for MDPs given as arrays; the sample-based tabular
+agent (soft Q-learning with a count-based π0) is ``distral_jax.learners.soft_q``.
 
 Notation: N tasks, S states, A actions. ``P[i, s, a, s']`` = p_i(s'|s,a), ``R[i, s, a]`` the
 expected reward, ``d0[i, s]`` the start distribution, policies as log-probabilities
-``log_pi[i, s, a]`` and ``log_pi0[s, a]``. The regularised objective of task i is
+``log_pi[i, s, a]`` and ``log_pi0[s, a]``. The regularised objective of task i
+(docs/maths.md §1) is
 
     J_i = E_{π_i}[ Σ_t γ^t ( R_i(s_t,a_t) + (α/β) log π_0(a_t|s_t) − (1/β) log π_i(a_t|s_t) ) ].
+
+The soft value is ``losses.soft_value`` and the α log π0 term ``losses.scaled_log_prior``: the
+same functions the learners use.
 
 Terminal states. A state whose rows ``P[s, a, :]`` are all zero (for every action) is
 terminal: the agent never acts there, it earns nothing and V(s) = 0. Rows that sum to less
@@ -23,14 +30,13 @@ step, so β must grow with 1 / (reward scale) for the same behaviour (see ``envs
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-if TYPE_CHECKING:
-    from distral_jax.envs.gridworld import GridWorld
+from distral_jax.losses import scaled_log_prior, soft_value
 
 Array = jax.Array
 
@@ -38,11 +44,6 @@ Array = jax.Array
 def terminal_states(P: Array) -> Array:
     """bool ``[..., S]``: states whose rows of ``P`` ``[..., S, A, S]`` are all zero."""
     return jnp.all(P.sum(-1) == 0, axis=-1)
-
-
-def _scaled_log_prior(log_pi0: Array, alpha: Array) -> Array:
-    # α log π0, with 0 · log 0 = 0 so that α = 0 ignores zero-probability actions of π0.
-    return jnp.where(alpha == 0, 0.0, alpha * log_pi0)
 
 
 def _default_tol(dtype) -> float:
@@ -78,14 +79,13 @@ def soft_value_iteration(
     """
     dtype = jnp.result_type(P, R, float)
     P, R = P.astype(dtype), R.astype(dtype)
-    prior = _scaled_log_prior(log_pi0.astype(dtype), alpha)
+    log_pi0 = log_pi0.astype(dtype)
     terminal = terminal_states(P)
     tol = _default_tol(dtype) if tol is None else tol
 
     def backup(V):
         Q = R + gamma * jnp.einsum("sat,t->sa", P, V)
-        V_new = jax.nn.logsumexp(prior + beta * Q, axis=-1) / beta
-        return Q, jnp.where(terminal, 0.0, V_new)
+        return Q, jnp.where(terminal, 0.0, soft_value(Q, log_pi0, alpha, beta))
 
     def cond(carry):
         i, V, delta = carry
@@ -99,7 +99,7 @@ def soft_value_iteration(
     V0 = jnp.zeros(R.shape[0], dtype)
     _, V, _ = jax.lax.while_loop(cond, body, (0, V0, jnp.asarray(jnp.inf, dtype)))
     Q, V = backup(V)
-    log_pi = jax.nn.log_softmax(prior + beta * Q, axis=-1)
+    log_pi = jax.nn.log_softmax(scaled_log_prior(log_pi0, alpha) + beta * Q, axis=-1)
     return Q, V, log_pi
 
 
@@ -167,7 +167,7 @@ def objective(
     beta: float | Array,
     gamma: float | Array,
 ) -> Array:
-    """Each task's exact regularised return J_i (DESIGN.md eq. 1), ``[N]``.
+    """Each task's exact regularised return J_i (docs/maths.md §1), ``[N]``.
 
     J_i = d0_i · V_i with V_i = (I − γ P_{π_i})^{-1} r_i and
     r_i(s) = Σ_a π_i(a|s) (R_i(s,a) + (α/β) log π0(a|s) − (1/β) log π_i(a|s)), 0 at terminal
@@ -297,207 +297,3 @@ def expected_returns(P: Array, R: Array, d0: Array, horizon: int, pi: Array | No
     pi_axis = None if pi is None or pi.ndim == 2 else 0
     fn = jax.vmap(_finite_horizon_return, in_axes=(0, 0, 0, pi_axis, None))
     return fn(P, R, d0, pi, int(horizon))
-
-
-# ------------------------------------------------------------------------ sample-based
-
-
-class SampledResult(NamedTuple):
-    """Output of ``sampled_distral``; arrays carry a leading seed axis when several seeds ran.
-
-    env_steps: ``[K]`` total environment steps (all tasks and envs) at each evaluation.
-    greedy_returns, sampled_returns: ``[(seeds,) K, N]`` exact expected undiscounted returns
-      (within ``episode_length`` steps) of the greedy and the sampling task policies.
-    optimal_returns: ``[N]``, the best possible within ``episode_length``.
-    Q: ``[(seeds,) N, S, A]`` (for "shared", N copies of the one table).
-    log_pi0: ``[(seeds,) S, A]``, the count estimate of π0.
-    """
-
-    env_steps: Array
-    greedy_returns: Array
-    sampled_returns: Array
-    optimal_returns: Array
-    Q: Array
-    log_pi0: Array
-
-
-METHODS = ("distral", "independent", "shared")
-
-
-def _count_log_pi0(counts: Array, prior_count: Array) -> Array:
-    # Posterior mean under a symmetric Dirichlet(prior_count): finite logs, uniform if unseen.
-    smoothed = counts + prior_count
-    return jnp.log(smoothed / smoothed.sum(-1, keepdims=True))
-
-
-@functools.partial(
-    jax.jit,
-    static_argnames=(
-        "env", "num_updates", "num_envs", "rollout_length", "episode_length", "eval_every"
-    ),
-)  # fmt: skip
-def _sampled_run(
-    env, rng, shared, alpha, beta, gamma, learning_rate, count_decay, prior_count, *,
-    num_updates, num_envs, rollout_length, episode_length, eval_every,
-):  # fmt: skip
-    # ``shared`` is traced (not static) so that all three methods share one compilation.
-    # Imported here: gridworld imports this module at load time.
-    from distral_jax.envs.base import State
-    from distral_jax.envs.gridworld import bits_to_uniform
-
-    model = env.tabular_model()
-    N, S, A, E = env.num_tasks, env.num_cells, env.action_size, num_envs
-    B = N * E
-    # Tasks × envs flattened to one batch axis of B: threefry (inside the env) compiles
-    # several times slower on CPU under nested vmaps than under one.
-    tasks = jax.tree_util.tree_map(lambda x: jnp.repeat(x, E, axis=0), env.tasks())
-    # Row of the Q table each env reads and writes: its task's, or row 0 for the shared one.
-    row = jnp.where(shared, 0, jnp.arange(N))
-    table = jnp.repeat(row, E)  # [B]
-    alpha = jnp.where(shared, 0.0, alpha)
-    reset = jax.vmap(lambda key, task: env.reset(key, task).pipeline_state)
-    step = jax.vmap(env.step)
-
-    def logits_of(Q, counts):  # [N, S, A] (only row 0 is used when shared)
-        return _scaled_log_prior(_count_log_pi0(counts, prior_count), alpha)[None] + beta * Q
-
-    def draw(rng, shape):  # the next key and uint32 bits of ``shape``, one threefry call
-        bits = jax.random.bits(rng, (int(np.prod(shape)) + 2,), jnp.uint32)
-        return bits[-2:], bits[:-2].reshape(shape)
-
-    def env_step(carry, noise):
-        # Only the pipeline state is carried: observations are never used here, so XLA
-        # removes their computation. All randomness arrives in ``noise``, drawn per update.
-        pipeline, t, logits = carry
-        u, reset_keys = noise
-        s = pipeline.cell
-        # Inverse-CDF sample from π_i(.|s): the first action whose CDF exceeds u.
-        cdf = jnp.cumsum(jax.nn.softmax(logits[table, s], -1), -1)
-        a = jnp.sum(cdf <= u[:, None] * cdf[:, -1:], -1).clip(0, A - 1).astype(jnp.int32)
-        zeros = jnp.zeros((B,), jnp.float32)
-        nxt = step(State(pipeline, zeros, zeros, zeros), a, tasks)
-        term = nxt.done > 0
-        end = term | (t + 1 >= episode_length)  # time limit: bootstrap, do not terminate
-
-        def pick(new, old):
-            return jnp.where(end.reshape(end.shape + (1,) * (old.ndim - 1)), new, old)
-
-        pipeline = jax.tree_util.tree_map(pick, reset(reset_keys, tasks), nxt.pipeline_state)
-        out = (s, a, nxt.reward, nxt.pipeline_state.cell, term, gamma**t)
-        return (pipeline, jnp.where(end, 0, t + 1), logits), out
-
-    def update(_, carry):
-        pipeline, t, rng, Q, counts = carry
-        logits = logits_of(Q, counts)
-        rng, bits = draw(rng, (rollout_length, B, 3))
-        noise = (bits_to_uniform(bits[..., 0]), bits[..., 1:])
-        (pipeline, t, _), batch = jax.lax.scan(env_step, (pipeline, t, logits), noise)
-        s, a, r, s2, term, discount = batch  # each [T, B]
-        q = jnp.broadcast_to(table, s.shape)
-        # Soft Q-learning: target r + γ V_soft(s'), V_soft from the current π0 (and Q).
-        V = jax.nn.logsumexp(logits, axis=-1) / beta  # [N, S]
-        target = r + gamma * jnp.where(term, 0.0, V[q, s2])
-        td = target - Q[q, s, a]
-        td_sum = jnp.zeros_like(Q).at[q, s, a].add(td)
-        visits = jnp.zeros_like(Q).at[q, s, a].add(1.0)
-        Q = Q + learning_rate * td_sum / jnp.maximum(visits, 1.0)  # mean TD per (s, a)
-        # π0 from γ^t-weighted state-action counts of the task policies, forgetting old ones.
-        counts = count_decay * counts + jnp.zeros_like(counts).at[s, a].add(discount)
-        return pipeline, t, rng, Q, counts
-
-    def evaluate(Q, counts):
-        logits = logits_of(Q, counts)[row]
-        greedy = jax.nn.one_hot(jnp.argmax(logits, -1), A)
-        ret = functools.partial(expected_returns, model.P, model.R, model.d0, episode_length)
-        both = jax.vmap(lambda pi: ret(pi=pi))(jnp.stack([greedy, jax.nn.softmax(logits, -1)]))
-        return both[0], both[1]
-
-    def chunk(carry, _):
-        carry = jax.lax.fori_loop(0, eval_every, update, carry)
-        return carry, evaluate(carry[3], carry[4])
-
-    def run_one(rng):
-        rng, reset_keys = draw(rng, (B, 2))
-        Q = jnp.zeros((N, S, A), jnp.float32)
-        counts = jnp.zeros((S, A), jnp.float32)
-        carry = (reset(reset_keys, tasks), jnp.zeros((B,), jnp.int32), rng, Q, counts)
-        first = evaluate(Q, counts)
-        carry, (greedy, soft) = jax.lax.scan(chunk, carry, None, length=num_updates // eval_every)
-        greedy = jnp.concatenate([first[0][None], greedy])
-        soft = jnp.concatenate([first[1][None], soft])
-        Q = jnp.where(shared, carry[3][:1], carry[3])  # shared: every row is the one table
-        return greedy, soft, Q[row], _count_log_pi0(carry[4], prior_count)
-
-    if rng.ndim == 2:
-        return jax.vmap(run_one)(rng)
-    return run_one(rng)
-
-
-def sampled_distral(
-    env: GridWorld,
-    rng: Array,
-    *,
-    method: str = "distral",
-    alpha: float = 0.5,
-    beta: float = 100.0,
-    gamma: float = 0.95,
-    num_updates: int = 1000,
-    num_envs: int = 8,
-    rollout_length: int = 10,
-    episode_length: int = 50,
-    learning_rate: float = 0.5,
-    count_decay: float = 0.9,
-    prior_count: float = 0.1,
-    eval_every: int = 10,
-) -> SampledResult:
-    """Sample-based tabular Distral on a ``GridWorld`` (the paper's grid-world algorithm).
-
-    Every update runs ``rollout_length`` steps of ``num_envs`` environments per task (tasks ×
-    envs vmapped; episodes end at the goal or after ``episode_length`` steps, then restart),
-    then, for every visited (s, a), moves the task's soft-Q table by ``learning_rate`` times
-    the mean TD error of the target r + γ V_soft(s') (0 after termination; a time limit
-    bootstraps), where V_soft(s) = (1/β) log Σ_a π0(a|s)^α exp(β Q_i(s,a)) uses the current
-    π0. The task policies act with π_i ∝ π0^α exp(β Q_i).
-
-    π0 is the normalised table of γ^t-weighted state-action counts of all tasks' rollouts
-    (t = step within the episode), the sample version of ``distill``. Counts decay by
-    ``count_decay`` per update (a window of about 1 / (1 − decay) updates), because the task
-    policies keep changing; a Dirichlet ``prior_count`` keeps log π0 finite.
-
-    Methods: ``"distral"`` (as above), ``"independent"`` (α = 0: independent soft Q-learning,
-    π0 unused), ``"shared"`` (one soft-Q table trained on all tasks' data and used by all).
-
-    The whole run (all updates and evaluations) is one jitted ``lax.scan``; policies are
-    evaluated exactly with the grid's tabular model every ``eval_every`` updates.
-
-    Args:
-      env: the task family; rng: a key ``[2]`` for one run, or ``[seeds, 2]`` to vmap seeds
-        (typed keys ``[]`` / ``[seeds]`` also work).
-    Returns:
-      A ``SampledResult`` with ``num_updates // eval_every + 1`` evaluations.
-    """
-    if method not in METHODS:
-        raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
-    if method == "independent":
-        alpha = 0.0
-    if num_updates < eval_every or eval_every < 1:
-        raise ValueError(f"num_updates ({num_updates}) must be >= eval_every ({eval_every}) >= 1")
-    if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
-        rng = jax.random.key_data(rng)
-    f32 = functools.partial(jnp.asarray, dtype=jnp.float32)
-    greedy, soft, Q, log_pi0 = _sampled_run(
-        env, rng, jnp.asarray(method == "shared"), f32(alpha), f32(beta), f32(gamma),
-        f32(learning_rate), f32(count_decay), f32(prior_count), num_updates=num_updates,
-        num_envs=num_envs, rollout_length=rollout_length, episode_length=episode_length,
-        eval_every=eval_every,
-    )  # fmt: skip
-    per_eval = eval_every * rollout_length * num_envs * env.num_tasks
-    env_steps = jnp.arange(num_updates // eval_every + 1) * per_eval
-    return SampledResult(
-        env_steps=env_steps,
-        greedy_returns=greedy,
-        sampled_returns=soft,
-        optimal_returns=env.optimal_returns(episode_length),
-        Q=Q,
-        log_pi0=log_pi0,
-    )

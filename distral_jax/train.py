@@ -1,26 +1,26 @@
-"""The on-device Distral trainer: every task, environment and update in one compiled program.
+"""The trainer: the training state, the jitted loop (acting -> learner) and the host loop.
 
-Data flow of one iteration (DESIGN.md §2)::
+One iteration, in one compiled program (``Trainer.iteration``)::
 
-    params, env states [N, E]
-      -> lax.scan of T steps (policies of all tasks applied by vmap)   -> Transition [N, E, T]
-      -> learner (A2C or PPO): Distral losses vmapped over E then N   -> one optax update
-      -> metrics [N]
+    policy params, env states [N, E]
+      -> acting.rollout: lax.scan of T steps, all tasks × envs by vmap   -> Transition [N, E, T]
+      -> learner.update (A2C or PPO): Distral losses vmapped over E, N  -> new params
+      -> per-task metrics [N]
 
 ``Trainer`` exposes the pure pieces (``init``, ``run``, ``evaluate``) so that a caller can
 ``vmap`` whole runs over seeds or hyperparameters; ``train`` is the host loop around them, with
 Brax's ``train(...) -> (make_policy, params, metrics)`` shape and ``progress_fn`` callback.
-The complete state of a run is one pytree (``TrainState``), ready for checkpointing and for
-sharding its leading task axis.
+The complete state of a run is one pytree (``TrainState``).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -28,25 +28,17 @@ import numpy as np
 import optax
 from flax import struct
 
-from distral_jax.agents.a2c import a2c_update
-from distral_jax.agents.common import Transition, make_optimizer, observations
+from distral_jax import acting
+from distral_jax.acting import PolicyParams, Transition
 from distral_jax.configs import Hyperparams, TrainConfig
-from distral_jax.envs.base import State, TaskFamily, batch_reset, batch_step
-from distral_jax.envs.wrappers import EpisodeLimit, wrap_for_training
-from distral_jax.networks import DistralNetworks, DistralParams
+from distral_jax.envs.base import State, TaskFamily, batch_reset
+from distral_jax.envs.wrappers import wrap_for_training
+from distral_jax.learners import make_learner, make_optimizer
+from distral_jax.networks import DistralParams, make_networks
 from distral_jax.normalization import RunningStats
 
 Metrics = dict[str, Any]
 ProgressFn = Callable[[int, Metrics], None]
-
-
-@struct.dataclass
-class PolicyParams:
-    """What a trained policy needs: parameters, observation statistics, hyperparameters."""
-
-    params: DistralParams
-    obs_stats: RunningStats
-    hparams: Hyperparams
 
 
 @struct.dataclass
@@ -57,7 +49,7 @@ class TrainState:
       params: all network parameters (θ_0, stacked θ_i, stacked values).
       opt_state: optimiser state.
       hparams: traced numeric hyperparameters.
-      obs_stats: running observation statistics (identity when normalisation is off).
+      obs_stats: running observation statistics (unused when normalisation is off).
       env_state: environment states ``[N, E]``.
       tasks: task parameters, leading axis N.
       key: PRNG key.
@@ -73,20 +65,46 @@ class TrainState:
     key: jax.Array
     iteration: jax.Array
 
-
-def _success(state: State) -> jax.Array:
-    """The family's ``metrics["success"]``; NaN for families that define no success."""
-    if "success" in state.metrics:
-        return state.metrics["success"].astype(jnp.float32)
-    return jnp.full_like(state.reward, jnp.nan)
+    @property
+    def policy_params(self) -> PolicyParams:
+        return PolicyParams(params=self.params, obs_stats=self.obs_stats, hparams=self.hparams)
 
 
-def _learner(config: TrainConfig):
-    if config.learner == "ppo":
-        from distral_jax.agents.ppo import ppo_update  # noqa: PLC0415 (keeps A2C imports light)
+class CompiledRun(NamedTuple):
+    """``Trainer.compile``'s output: the initial states and the compiled programs."""
 
-        return ppo_update
-    return a2c_update
+    state: TrainState
+    run: Callable[[TrainState], tuple[TrainState, Metrics]]
+    evaluate: Callable[[TrainState, jax.Array], Metrics]
+    compile_time_s: float
+
+
+def episode_sums(traj: Transition) -> Metrics:
+    """Per-task sums ``[N]`` of the episodes that ended during a rollout ``[N, E, T]``."""
+    return {
+        "episode_return_sum": jnp.sum(traj.episode_return * traj.done, axis=(1, 2)),
+        "success_sum": jnp.sum(traj.success * traj.done, axis=(1, 2)),
+        "episodes": jnp.sum(traj.done, axis=(1, 2)),
+    }
+
+
+def chunk_metrics(per_iteration: Metrics) -> Metrics:
+    """Metrics ``[iterations, N]`` of a jitted call -> ``[N]``: means, and episode averages.
+
+    ``episode_return`` and ``success`` average every episode that ended in the chunk (NaN for a
+    task where none did); the learners' metrics are means over the iterations.
+    """
+    per_iteration = dict(per_iteration)
+    episodes = jnp.sum(per_iteration.pop("episodes"), axis=0)
+    return_sum = jnp.sum(per_iteration.pop("episode_return_sum"), axis=0)
+    success_sum = jnp.sum(per_iteration.pop("success_sum"), axis=0)
+    metrics = {k: jnp.mean(v, axis=0) for k, v in per_iteration.items()}
+    no_episodes = episodes == 0
+    per_episode = lambda total: jnp.where(no_episodes, jnp.nan, total / jnp.maximum(episodes, 1))
+    metrics["episode_return"] = per_episode(return_sum)
+    metrics["success"] = per_episode(success_sum)
+    metrics["episodes"] = episodes
+    return metrics
 
 
 class Trainer:
@@ -99,25 +117,12 @@ class Trainer:
 
     def __init__(self, env: TaskFamily, config: TrainConfig):
         self.config = config
-        self.raw_env = env
+        self.family = env
         self.env = wrap_for_training(env, config.episode_length)
-        self.eval_env = EpisodeLimit(env, config.episode_length)
-        architecture, _, _, _ = config.resolved
         self.num_tasks = env.num_tasks
-        self.networks = DistralNetworks(
-            observation_size=env.observation_size,
-            action_size=env.action_size,
-            num_tasks=env.num_tasks,
-            discrete=env.discrete,
-            architecture=architecture,
-            hidden_sizes=config.hidden_sizes,
-            # Normalised one-hot vectors are no longer one-hot.
-            one_hot_observations=env.one_hot_observations and not config.normalize_observations,
-        )
+        self.networks = make_networks(env, config)
         self.optimizer = make_optimizer(config)
-        self.update = _learner(config)
-
-    # ------------------------------------------------------------------ pure functions
+        self.learner = make_learner(config, self.networks, self.optimizer)
 
     @property
     def env_steps_per_iteration(self) -> int:
@@ -129,75 +134,38 @@ class Trainer:
         k_params, k_env, k_run = jax.random.split(key, 3)
         params = self.networks.init(k_params)
         env_keys = jax.random.split(k_env, (self.num_tasks, self.config.num_envs))
-        tasks = self.raw_env.tasks()
+        tasks = self.family.tasks()
         return TrainState(
             params=params,
             opt_state=self.optimizer.init(params),
             hparams=hparams,
-            obs_stats=RunningStats.create(self.raw_env.observation_size),
+            obs_stats=RunningStats.create(self.family.observation_size),
             env_state=batch_reset(self.env, env_keys, tasks),
             tasks=tasks,
             key=k_run,
             iteration=jnp.zeros((), jnp.int32),
         )
 
-    def _observe(self, state: TrainState, obs: jax.Array) -> jax.Array:
-        return observations(state.obs_stats, obs, self.config)
-
-    def _rollout(self, state: TrainState, key: jax.Array) -> tuple[State, Transition]:
-        dist = self.networks.dist
-        hp = state.hparams
-
-        def step(env_state: State, step_key: jax.Array):
-            pi, _, _ = self.networks.apply(
-                state.params, self._observe(state, env_state.obs), hp.column_alpha
-            )
-            action = dist.sample(step_key, pi)
-            nxt = batch_step(self.env, env_state, dist.postprocess(action), state.tasks)
-            terminated = nxt.done * (1.0 - nxt.info["truncation"])
-            transition = Transition(
-                obs=env_state.obs,
-                action=action,
-                reward=nxt.reward,
-                discount=hp.gamma * (1.0 - terminated),
-                done=nxt.done,
-                final_obs=nxt.info["final_obs"],
-                behaviour_log_prob=dist.log_prob(pi, action),
-                episode_return=nxt.info["episode_return"],
-                success=_success(nxt),
-            )
-            return nxt, transition
-
-        keys = jax.random.split(key, self.config.unroll_length)
-        env_state, traj = jax.lax.scan(step, state.env_state, keys)
-        # [T, N, E, ...] -> [N, E, T, ...]: each learner works on whole trajectories.
-        traj = jax.tree_util.tree_map(lambda x: jnp.moveaxis(x, 0, 2), traj)
-        return env_state, traj
-
-    def _iteration(self, state: TrainState, _) -> tuple[TrainState, Metrics]:
+    def iteration(self, state: TrainState) -> tuple[TrainState, Metrics]:
+        """One rollout and one learner update; per-task metrics ``[N]``."""
         key, rollout_key, update_key = jax.random.split(state.key, 3)
-        env_state, traj = self._rollout(state, rollout_key)
+        env_state, traj = acting.rollout(
+            self.env,
+            self.networks,
+            state.policy_params,
+            state.env_state,
+            state.tasks,
+            rollout_key,
+            self.config.unroll_length,
+        )
         # The update sees the statistics the rollout acted with (PPO's ratios start at 1); the
         # new observations are folded in for the next rollout.
-        out = self.update(
-            state.params,
-            state.opt_state,
-            self.optimizer,
-            self.networks,
-            state.hparams,
-            state.obs_stats,
-            traj,
-            update_key,
-            self.config,
+        out = self.learner.update(
+            state.params, state.opt_state, state.hparams, state.obs_stats, traj, update_key
         )
         obs_stats = state.obs_stats
         if self.config.normalize_observations:
             obs_stats = obs_stats.update(traj.obs)
-        episodes = jnp.sum(traj.done, axis=(1, 2))
-        metrics = dict(out.metrics)
-        metrics["episode_return_sum"] = jnp.sum(traj.episode_return * traj.done, axis=(1, 2))
-        metrics["success_sum"] = jnp.sum(traj.success * traj.done, axis=(1, 2))
-        metrics["episodes"] = episodes
         new_state = state.replace(
             params=out.params,
             opt_state=out.opt_state,
@@ -206,96 +174,46 @@ class Trainer:
             key=key,
             iteration=state.iteration + 1,
         )
-        return new_state, metrics
+        return new_state, {**out.metrics, **episode_sums(traj)}
 
     def run(self, state: TrainState) -> tuple[TrainState, Metrics]:
-        """``config.iterations_per_call`` updates; per-task metrics ``[N]`` for the chunk."""
-        state, per_iter = jax.lax.scan(
-            self._iteration, state, None, length=self.config.iterations_per_call
+        """``config.iterations_per_call`` iterations; per-task metrics ``[N]`` for the chunk."""
+        state, per_iteration = jax.lax.scan(
+            lambda s, _: self.iteration(s), state, None, length=self.config.iterations_per_call
         )
-        episodes = jnp.sum(per_iter.pop("episodes"), axis=0)
-        return_sum = jnp.sum(per_iter.pop("episode_return_sum"), axis=0)
-        success_sum = jnp.sum(per_iter.pop("success_sum"), axis=0)
-        metrics = {k: jnp.mean(v, axis=0) for k, v in per_iter.items()}
-        no_episodes = episodes == 0
-        metrics["episode_return"] = jnp.where(
-            no_episodes, jnp.nan, return_sum / jnp.maximum(episodes, 1)
-        )
-        metrics["success"] = jnp.where(no_episodes, jnp.nan, success_sum / jnp.maximum(episodes, 1))
-        metrics["episodes"] = episodes
-        return state, metrics
+        return state, chunk_metrics(per_iteration)
 
     def evaluate(self, state: TrainState, key: jax.Array) -> Metrics:
-        """Returns of π_i and of π_0 alone, sampled and greedy, over one episode per env.
-
-        Returns a dict of ``[N]`` arrays (mean over ``config.eval_envs`` episodes per task):
-        ``episode_return`` (π_i sampled), ``episode_return_greedy``, ``pi0_episode_return``,
-        ``pi0_episode_return_greedy`` and the matching ``success`` rates.
-        """
-        dist = self.networks.dist
-        n, e = self.num_tasks, self.config.eval_envs
-        # Modes: (use π_0, greedy) for the four policies evaluated.
-        use_prior = jnp.array([False, False, True, True])
-        greedy = jnp.array([False, True, False, True])
-
-        def one_mode(mode_key, prior, greedy_):
-            reset_key, step_key = jax.random.split(mode_key)
-            env_state = batch_reset(self.eval_env, jax.random.split(reset_key, (n, e)), state.tasks)
-
-            def step(carry, k):
-                env_state, ret, success, alive = carry
-                pi, pi0, _ = self.networks.apply(
-                    state.params, self._observe(state, env_state.obs), state.hparams.column_alpha
-                )
-                p = jax.tree_util.tree_map(lambda a, b: jnp.where(prior, b, a), pi, pi0)
-                action = jnp.where(greedy_, dist.mode(p), dist.sample(k, p))
-                nxt = batch_step(self.eval_env, env_state, dist.postprocess(action), state.tasks)
-                done_success = _success(nxt) * nxt.done
-                ret = ret + alive * nxt.reward
-                success = success + alive * done_success
-                alive = alive * (1.0 - nxt.done)
-                return (nxt, ret, success, alive), None
-
-            zeros = jnp.zeros((n, e))
-            carry = (env_state, zeros, zeros, jnp.ones((n, e)))
-            keys = jax.random.split(step_key, self.config.episode_length)
-            (_, ret, success, _), _ = jax.lax.scan(step, carry, keys)
-            return ret.mean(axis=1), success.mean(axis=1)
-
-        keys = jax.random.split(key, 4)
-        returns, successes = jax.vmap(one_mode)(keys, use_prior, greedy)
-        names = ["", "_greedy"]
-        out = {}
-        for m in range(4):
-            prefix = "pi0_" if m >= 2 else ""
-            suffix = names[m % 2]
-            out[f"{prefix}episode_return{suffix}"] = returns[m]
-            out[f"{prefix}success{suffix}"] = successes[m]
-        return out
+        """``acting.evaluate`` of the current policies: a dict of ``[N]`` returns and successes."""
+        return acting.evaluate(
+            self.family,
+            self.networks,
+            state.policy_params,
+            state.tasks,
+            key,
+            self.config.eval_envs,
+            self.config.episode_length,
+        )
 
     def make_policy(
         self, policy_params: PolicyParams, deterministic: bool = False, prior: bool = False
-    ) -> Callable[[jax.Array, jax.Array], jax.Array]:
-        """Brax-style policy factory: ``policy(obs [N, ..., O], key) -> action [N, ...]``.
+    ) -> acting.Policy:
+        """``acting.make_policy`` with these networks: ``policy(obs [N, ..., O], key)``."""
+        return acting.make_policy(self.networks, policy_params, deterministic, prior)
+
+    def compile(self, keys: jax.Array, hparams: Hyperparams) -> CompiledRun:
+        """Initial states of ``len(keys)`` runs and their AOT-compiled ``run``/``evaluate``.
 
         Args:
-          policy_params: what ``train`` returns (one run: no leading run axis).
-          deterministic: act with the mode instead of sampling.
-          prior: act with the distilled policy π_0 instead of the task policies.
+          keys: ``[runs, 2]`` PRNG keys, one per run.
+          hparams: hyperparameters with a leading ``[runs]`` axis.
         """
-        dist = self.networks.dist
-
-        def policy(obs: jax.Array, key: jax.Array) -> jax.Array:
-            pi, pi0, _ = self.networks.apply(
-                policy_params.params,
-                observations(policy_params.obs_stats, obs, self.config),
-                policy_params.hparams.column_alpha,
-            )
-            p = pi0 if prior else pi
-            action = dist.mode(p) if deterministic else dist.sample(key, p)
-            return dist.postprocess(action)
-
-        return policy
+        start = time.perf_counter()
+        state = jax.jit(jax.vmap(self.init))(keys, hparams)
+        run = jax.jit(jax.vmap(self.run)).lower(state).compile()
+        evaluate = jax.jit(jax.vmap(self.evaluate)).lower(state, keys).compile()
+        jax.block_until_ready(state)
+        return CompiledRun(state, run, evaluate, time.perf_counter() - start)
 
 
 def _summarise(metrics: Metrics, prefix: str) -> Metrics:
@@ -363,7 +281,7 @@ def train(
     elif np.ndim(hparams.alpha) == 0:
         hparams = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (num_runs,)), hparams)
 
-    state, compile_time, run, evaluate = _compile(trainer, keys, hparams)
+    state, run, evaluate, compile_time = trainer.compile(keys, hparams)
     steps_per_call = trainer.env_steps_per_iteration * config.iterations_per_call
     num_calls = max(1, math.ceil(config.total_env_steps / steps_per_call))
     eval_every_calls = max(1, round(config.eval_every / steps_per_call))
@@ -406,21 +324,8 @@ def train(
                 sps=f"{metrics['training/sps']:.3g}",
             )
     bar.close()
-    policy_params = jax.tree_util.tree_map(
-        squeeze, PolicyParams(params=state.params, obs_stats=state.obs_stats, hparams=state.hparams)
-    )
-    return trainer.make_policy, policy_params, metrics
-
-
-def _compile(trainer: Trainer, keys: jax.Array, hparams: Hyperparams):
-    """Initial state and AOT-compiled run/evaluate, timing compilation on its own."""
-    start = time.perf_counter()
-    init = jax.jit(jax.vmap(trainer.init))
-    state = init(keys, hparams)
-    run = jax.jit(jax.vmap(trainer.run)).lower(state).compile()
-    evaluate = jax.jit(jax.vmap(trainer.evaluate)).lower(state, keys).compile()
-    jax.block_until_ready(state)
-    return state, time.perf_counter() - start, run, evaluate
+    policy_params = jax.tree_util.tree_map(squeeze, state.policy_params)
+    return functools.partial(acting.make_policy, trainer.networks), policy_params, metrics
 
 
 def _progress_bar(total: int, enabled: bool):

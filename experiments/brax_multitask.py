@@ -154,7 +154,7 @@ def plot_per_task(path: Path, results, random_returns: np.ndarray, title: str) -
     for i, ax in enumerate(axes[0]):
         for name, r in results.items():
             (line,) = ax.plot(r.steps, np.median(r.curves["sampled"][:, :, i], axis=0), label=name)
-            if VARIANTS[name][2]:  # Distral variants: π_0 acting alone
+            if VARIANTS[name].distill:  # Distral variants: π_0 acting alone
                 ax.plot(
                     r.steps,
                     np.median(r.curves["pi0_greedy"][:, :, i], axis=0),

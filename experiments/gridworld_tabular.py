@@ -13,36 +13,29 @@
 
 Writes ``policies.png``, ``learning_curves.png`` and ``summary.json`` under ``--out``.
 
-    python -m experiments.gridworld_tabular                # two rooms, 8 goals in the far room
-    python -m experiments.gridworld_tabular --layout four_rooms --goal-rooms all
+    python experiments/gridworld_tabular.py                # two rooms, 8 goals in the far room
+    python experiments/gridworld_tabular.py --layout four_rooms --goal-rooms all
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
-import sys
 import time
-
-if __package__ in (None, ""):  # run as a script: make the repository root importable
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
 
+from distral_jax import analysis, tabular
+from distral_jax.envs.gridworld import ACTION_DELTAS, GridWorld, get_layout, spread_goals
+from distral_jax.learners.soft_q import METHODS, sampled_distral
+
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
-
-from distral_jax import analysis, tabular  # noqa: E402
-from distral_jax.envs.gridworld import (  # noqa: E402
-    ACTION_DELTAS,
-    GridWorld,
-    get_layout,
-    spread_goals,
-)
 
 THRESHOLD = 0.9
 
@@ -106,18 +99,6 @@ def draw_policy(ax, env: GridWorld, log_p: np.ndarray, background=None, goal=Non
     return im
 
 
-def steps_to_threshold(env_steps: np.ndarray, frac: np.ndarray) -> list[int | None]:
-    """First evaluation at which ``frac`` (``[seeds, K]``) reaches THRESHOLD, per seed."""
-    hit = frac >= THRESHOLD
-    return [int(env_steps[h.argmax()]) if h.any() else None for h in hit]
-
-
-def median_steps(steps: list[int | None]) -> float | None:
-    """Median over seeds, counting a seed that never reached the threshold as infinite."""
-    med = float(np.median([np.inf if s is None else s for s in steps]))
-    return None if np.isinf(med) else med
-
-
 def main(argv=None) -> dict:
     args = parse_args(argv)
     analysis.fresh_output_dir(args.out)
@@ -169,12 +150,12 @@ def main(argv=None) -> dict:
     curves = {}
     # Besides the three methods at the same β, independent soft-Q at β / (1 − α): the same
     # entropy weight c_Ent = (1 − α) / β as Distral, so that only the KL to π0 differs.
-    runs = [(m, m, args.beta) for m in tabular.METHODS]
+    runs = [(m, m, args.beta) for m in METHODS]
     if args.alpha < 1:
         runs.insert(2, ("independent_same_c_ent", "independent", args.beta / (1 - args.alpha)))
     for method, algo, beta in runs:
         t0 = time.perf_counter()
-        res = tabular.sampled_distral(
+        res = sampled_distral(
             env, keys, method=algo, alpha=args.alpha, beta=beta, gamma=args.gamma,
             num_updates=args.num_updates, num_envs=args.num_envs,
             rollout_length=args.rollout_length, episode_length=args.episode_length,
@@ -184,15 +165,23 @@ def main(argv=None) -> dict:
         ratio = res.greedy_returns / res.optimal_returns  # [seeds, K, N]
         ratio_soft = res.sampled_returns / res.optimal_returns
         curves[method] = (res.env_steps, ratio.mean(-1), ratio.min(-1), ratio_soft.mean(-1))
+        # Per seed, the first step at which the fraction of optimal reaches THRESHOLD (inf if
+        # never): for "mean" the task average as one column, for "worst" every task's own.
+        first = functools.partial(analysis.steps_to_threshold, res.env_steps)
         steps = {
-            "greedy_mean": steps_to_threshold(res.env_steps, ratio.mean(-1)),
-            "greedy_worst": steps_to_threshold(res.env_steps, ratio.min(-1)),
-            "sampled_mean": steps_to_threshold(res.env_steps, ratio_soft.mean(-1)),
+            "greedy_mean": first(ratio.mean(-1, keepdims=True), [THRESHOLD]),
+            "greedy_worst": first(ratio, np.full(env.num_tasks, THRESHOLD)),
+            "sampled_mean": first(ratio_soft.mean(-1, keepdims=True), [THRESHOLD]),
         }
         sampled[method] = {
             "beta": beta,
-            "steps_to_90": steps,
-            "median_steps_to_90": {k: median_steps(v) for k, v in steps.items()},
+            "steps_to_90": {
+                k: [int(s) if np.isfinite(s) else None for s in v] for k, v in steps.items()
+            },
+            # Median over seeds, a seed that never reached the threshold counting as infinite.
+            "median_steps_to_90": {
+                k: analysis.summarize_steps(v)["median"] for k, v in steps.items()
+            },
             "final_fraction_of_optimal_median": float(np.median(ratio[:, -1].mean(-1))),
             "final_worst_task_fraction_median": float(np.median(ratio[:, -1].min(-1))),
             "seconds": time.perf_counter() - t0,

@@ -13,6 +13,7 @@ import numpy as np
 from absl.testing import parameterized
 
 from distral_jax import distributions as dists
+from distral_jax.two_column import gaussian_two_column
 
 _RTOL = 1e-5
 _ATOL = 1e-5
@@ -280,7 +281,7 @@ class GaussianTwoColumnTest(chex.TestCase):
         std_0 = jnp.array([0.7, 2.0])
         mu_f = jnp.array([-1.0, 0.3])
         std_f = jnp.array([1.3, 0.4])
-        mu, std = self.variant(dists.gaussian_two_column)(mu_0, std_0, mu_f, std_f, alpha)
+        mu, std = self.variant(gaussian_two_column)(mu_0, std_0, mu_f, std_f, alpha)
         chex.assert_shape([mu, std], (2,))
         x = np.linspace(-15.0, 15.0, 30001)
         for d in range(2):
@@ -306,10 +307,10 @@ class GaussianTwoColumnTest(chex.TestCase):
         mu_0, mu_f = (rng.normal(size=(3, 2)).astype(np.float32) for _ in range(2))
         std_0, std_f = (np.exp(rng.normal(size=(3, 2))).astype(np.float32) for _ in range(2))
         alphas = np.array([0.0, 0.5, 1.0], np.float32)
-        two_column = jax.jit(dists.gaussian_two_column)
-        mu_b, std_b = jax.vmap(two_column)(mu_0, std_0, mu_f, std_f, alphas)
+        product = jax.jit(gaussian_two_column)
+        mu_b, std_b = jax.vmap(product)(mu_0, std_0, mu_f, std_f, alphas)
         for i in range(3):
-            mu_i, std_i = two_column(mu_0[i], std_0[i], mu_f[i], std_f[i], alphas[i])
+            mu_i, std_i = product(mu_0[i], std_0[i], mu_f[i], std_f[i], alphas[i])
             np.testing.assert_allclose(mu_b[i], mu_i, rtol=1e-6)
             np.testing.assert_allclose(std_b[i], std_i, rtol=1e-6)
 
@@ -319,7 +320,7 @@ class GaussianTwoColumnTest(chex.TestCase):
         stds = np.array([1e-30, 1e-6, 1.0, 1e6, 1e30], np.float32)
         std_0, std_f = (s.ravel() for s in np.meshgrid(stds, stds))
         mu_0, mu_f = np.full_like(std_0, 0.3), np.full_like(std_0, -1.0)
-        mu, std = jax.jit(dists.gaussian_two_column)(mu_0, std_0, mu_f, std_f, alpha)
+        mu, std = jax.jit(gaussian_two_column)(mu_0, std_0, mu_f, std_f, alpha)
         self.assertTrue(np.all(np.isfinite(mu)) and np.all(np.isfinite(std)))
         self.assertTrue(np.all(np.asarray(std) > 0))
         # The mean lies between the two means; std is below both stds (or equals the column's).
@@ -327,7 +328,7 @@ class GaussianTwoColumnTest(chex.TestCase):
         self.assertTrue(np.all(np.asarray(std) <= std_f * (1 + 1e-5)))
 
         def total(mu_0, std_0, mu_f, std_f):
-            return jnp.sum(jnp.stack(dists.gaussian_two_column(mu_0, std_0, mu_f, std_f, alpha)))
+            return jnp.sum(jnp.stack(gaussian_two_column(mu_0, std_0, mu_f, std_f, alpha)))
 
         grads = jax.jit(jax.grad(total, argnums=(0, 1, 2, 3)))(mu_0, std_0, mu_f, std_f)
         self.assertTrue(all(np.all(np.isfinite(g)) for g in grads))

@@ -262,13 +262,13 @@ class DistillationLossTest(chex.TestCase):
         batched = jax.vmap(fn)(li, l0, w)
         for i in range(2):
             np.testing.assert_allclose(batched[i], fn(li[i], l0[i], w[i]), rtol=1e-6)
-        with self.assertRaisesRegex(ValueError, "logits_0_t"):
+        with self.assertRaisesRegex(ValueError, "pi0_t"):
             losses.distillation_loss(li[0], l0[0, :, :3], w[0])
         with self.assertRaisesRegex(ValueError, "w_t"):
             losses.distillation_loss(li[0], l0[0], w[0, :2])
         with self.assertRaisesRegex(ValueError, "w_t"):
             losses.distillation_loss(li[0], l0[0], w)
-        with self.assertRaisesRegex(ValueError, "logits_i_t"):
+        with self.assertRaisesRegex(ValueError, "pi_t"):
             losses.distillation_loss(li[0, 0], l0[0, 0], w[0])
 
 

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from distral_jax.agents.a2c import a2c_loss
+from distral_jax import acting
 from distral_jax.configs import VARIANTS, Hyperparams, TrainConfig
 from distral_jax.envs.bandit import MultiTaskBandit, distral_fixed_point
 from distral_jax.envs.base import State, TaskFamily, batch_reset, batch_step, task_slice
@@ -74,9 +74,12 @@ def test_bandit_reaches_the_distral_fixed_point(learner, regularizer):
         hidden_sizes=(8,),
     )  # PPO with its default epochs and minibatches
     make_policy, policy_params, _ = train(env, config, show_progress=False)
-    trainer = Trainer(env, config)
-    hp = config.hyperparams()
-    pi, pi0, _ = trainer.networks.apply(policy_params.params, jnp.ones((2, 1)), hp.column_alpha)
+    pi, pi0, _ = Trainer(env, config).networks.policies(
+        policy_params.params,
+        policy_params.obs_stats,
+        jnp.ones((2, 1)),
+        policy_params.hparams.column_alpha,
+    )
     pi, pi0 = jax.nn.softmax(pi), jax.nn.softmax(pi0[0])
     want_pi, want_pi0 = distral_fixed_point(UNEQUAL_BANDIT, alpha=0.5, beta=3.0)
     # Measured: errors of at most 0.03 (SGD noise, 64 envs, lr 1e-2); per-task PPO scaling
@@ -135,13 +138,25 @@ class Countdown(TaskFamily):
         )
 
 
+def rollout(trainer: Trainer, state, key):
+    return acting.rollout(
+        trainer.env,
+        trainer.networks,
+        state.policy_params,
+        state.env_state,
+        state.tasks,
+        key,
+        trainer.config.unroll_length,
+    )
+
+
 def test_truncation_bootstraps_and_termination_does_not():
     # Task 0 terminates at step 3; task 1 never terminates and is truncated at 4 steps.
     env = Countdown([3.0, 100.0])
     config = tiny_config("a3c", num_envs=1, unroll_length=6, episode_length=4)
     trainer = Trainer(env, config)
     state = trainer.init(jax.random.PRNGKey(0))
-    _, traj = trainer._rollout(state, jax.random.PRNGKey(1))
+    _, traj = rollout(trainer, state, jax.random.PRNGKey(1))
     gamma = float(config.gamma)
     # Task 0: steps 1..3 then a fresh episode; discount 0 only at the terminal step.
     np.testing.assert_allclose(traj.done[0, 0], [0, 0, 1, 0, 0, 1])
@@ -160,9 +175,9 @@ def test_vmap_over_tasks_matches_tasks_one_at_a_time():
     config = tiny_config("distral_klent_1col", unroll_length=6)
     trainer = Trainer(env, config)
     state = trainer.init(jax.random.PRNGKey(3))
-    _, traj = trainer._rollout(state, jax.random.PRNGKey(4))
+    _, traj = rollout(trainer, state, jax.random.PRNGKey(4))
     hp = state.hparams
-    _, all_metrics = a2c_loss(state.params, trainer.networks, hp, state.obs_stats, traj, config)
+    _, all_metrics = trainer.learner.loss(state.params, hp, state.obs_stats, traj)
 
     for i in range(env.num_tasks):
         single = GridWorld(TINY_ROOMS, goals=[env.goal_cells[i]], start=[(1, 1), (3, 1)])
@@ -172,7 +187,7 @@ def test_vmap_over_tasks_matches_tasks_one_at_a_time():
             value=jax.tree_util.tree_map(lambda x: x[i : i + 1], state.params.value),
         )
         traj_i = jax.tree_util.tree_map(lambda x: x[i : i + 1], traj)
-        _, metrics_i = a2c_loss(params_i, one.networks, hp, state.obs_stats, traj_i, config)
+        _, metrics_i = one.learner.loss(params_i, hp, state.obs_stats, traj_i)
         for name in ("loss", "pg_loss", "value_loss", "distill_loss", "kl"):
             np.testing.assert_allclose(metrics_i[name][0], all_metrics[name][i], rtol=1e-5)
 
@@ -229,7 +244,16 @@ def test_invalid_custom_costs_and_hyperparams():
     with pytest.raises(ValueError, match="c_kl"):
         TrainConfig(variant="custom", c_kl=-1.0)
     with pytest.raises(ValueError, match="alpha"):
-        Hyperparams.create(alpha=1.5, beta=1.0)
+        Hyperparams.create(
+            alpha=1.5,
+            beta=1.0,
+            learning_rate=1e-3,
+            gamma=0.9,
+            lambda_=0.9,
+            value_coef=0.5,
+            distill_coef=1.0,
+            column_alpha=1.0,
+        )
     with pytest.raises(ValueError, match="ppo_minibatches"):
         TrainConfig(learner="ppo", num_envs=6, ppo_minibatches=4)
     with pytest.raises(ValueError, match="c_kl"):

@@ -1,0 +1,277 @@
+"""Acting: policies in the environments — rollouts for the learners, episodes for evaluation.
+
+One job: run policies in task families. Everything here works on ``PolicyParams`` (network
+parameters, observation statistics, hyperparameters), never on a trainer's state:
+
+  * ``rollout``       T steps of the task policies in auto-resetting envs: ``Transition [N, E, T]``
+  * ``run_episodes``  one episode per environment of ANY policy (networks, scripted, random):
+                      the one episode loop behind evaluation, reference returns and HTML rollouts
+  * ``evaluate``      ``run_episodes`` for π_i and π_0, sampled and greedy
+  * ``make_policy``   Brax-style ``policy(obs, key) -> action`` from trained parameters
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import struct
+
+from distral_jax.configs import Hyperparams
+from distral_jax.envs.base import PyTree, State, TaskFamily, batch_reset, batch_step
+from distral_jax.envs.wrappers import EpisodeLimit
+from distral_jax.networks import DistralNetworks, DistralParams
+from distral_jax.normalization import RunningStats
+
+Policy = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+@struct.dataclass
+class PolicyParams:
+    """What a trained policy needs: parameters, observation statistics, hyperparameters."""
+
+    params: DistralParams
+    obs_stats: RunningStats
+    hparams: Hyperparams
+
+
+@struct.dataclass
+class Transition:
+    """One step of every environment; stacked to ``[N, E, T, ...]`` for the learners.
+
+    Attributes:
+      obs: observation the action was taken in.
+      action: action taken (pre-squash for tanh-Gaussian policies).
+      reward: reward received.
+      discount: γ, or 0 where the episode terminated (not where it was truncated).
+      done: 1 where the episode ended on this step, for any reason.
+      final_obs: the observation reached (before any auto-reset), for bootstrapping.
+      behaviour_log_prob: log π_i(action) under the acting policy (PPO's ratio denominator).
+      episode_return: return of the episode ending here (valid where ``done``).
+      success: 1 where the episode ended in success (valid where ``done``; NaN for families
+        whose ``metrics`` define no ``"success"``).
+    """
+
+    obs: jax.Array
+    action: jax.Array
+    reward: jax.Array
+    discount: jax.Array
+    done: jax.Array
+    final_obs: jax.Array
+    behaviour_log_prob: jax.Array
+    episode_return: jax.Array
+    success: jax.Array
+
+
+def success_of(state: State) -> jax.Array:
+    """The family's ``metrics["success"]``; NaN for families that define no success."""
+    if "success" in state.metrics:
+        return state.metrics["success"].astype(jnp.float32)
+    return jnp.full_like(state.reward, jnp.nan)
+
+
+def rollout(
+    env: TaskFamily,
+    networks: DistralNetworks,
+    policy_params: PolicyParams,
+    env_state: State,
+    tasks: PyTree,
+    key: jax.Array,
+    unroll_length: int,
+) -> tuple[State, Transition]:
+    """``unroll_length`` steps of the task policies π_i in every environment of every task.
+
+    Args:
+      env: the family wrapped for training (``wrap_for_training``: time limit, auto-reset).
+      networks: the policies.
+      policy_params: the acting parameters.
+      env_state: ``[N, E]`` environment states.
+      tasks: task parameters, leading axis N.
+      key: PRNG key.
+      unroll_length: T.
+    Returns:
+      ``(env_state [N, E], trajectories [N, E, T])``: time is the last batch axis, so that a
+      learner can ``vmap`` a per-trajectory loss over tasks and environments.
+    """
+    dist = networks.dist
+    hp = policy_params.hparams
+
+    def step(env_state: State, step_key: jax.Array):
+        pi, _, _ = networks.policies(
+            policy_params.params, policy_params.obs_stats, env_state.obs, hp.column_alpha
+        )
+        action = dist.sample(step_key, pi)
+        nxt = batch_step(env, env_state, dist.postprocess(action), tasks)
+        terminated = nxt.done * (1.0 - nxt.info["truncation"])
+        transition = Transition(
+            obs=env_state.obs,
+            action=action,
+            reward=nxt.reward,
+            discount=hp.gamma * (1.0 - terminated),
+            done=nxt.done,
+            final_obs=nxt.info["final_obs"],
+            behaviour_log_prob=dist.log_prob(pi, action),
+            episode_return=nxt.info["episode_return"],
+            success=success_of(nxt),
+        )
+        return nxt, transition
+
+    keys = jax.random.split(key, unroll_length)
+    env_state, traj = jax.lax.scan(step, env_state, keys)
+    # [T, N, E, ...] -> [N, E, T, ...]
+    return env_state, jax.tree_util.tree_map(lambda x: jnp.moveaxis(x, 0, 2), traj)
+
+
+class Episodes(NamedTuple):
+    """Outcome of ``run_episodes``.
+
+    Attributes:
+      returns: ``[N, E]`` undiscounted return of each episode (steps after its end ignored).
+      success: ``[N, E]`` 1 where the episode ended in success (NaN if the family defines none).
+      pipeline_states: with ``record``, the states after each step, leaves ``[T, N, E, ...]``.
+      done: with ``record``, ``[T, N, E]`` 1 where the episode ended at that step.
+    """
+
+    returns: jax.Array
+    success: jax.Array
+    pipeline_states: Any = None
+    done: jax.Array | None = None
+
+
+def run_episodes(
+    env: TaskFamily,
+    policy: Policy,
+    tasks: PyTree,
+    key: jax.Array,
+    num_envs: int,
+    episode_length: int,
+    record: bool = False,
+) -> Episodes:
+    """One episode (at most ``episode_length`` steps) in each of ``num_envs`` envs per task.
+
+    Args:
+      env: the unwrapped family (the time limit is added here).
+      policy: ``policy(obs [N, E, O], key) -> action [N, E, ...]`` as the environment takes it.
+      tasks: task parameters, leading axis N.
+      key: PRNG key (resets and the policy's keys are split from it).
+      num_envs: E, episodes per task.
+      episode_length: the time limit.
+      record: also return the states after every step (for rendering).
+    Returns:
+      ``Episodes``.
+    """
+    limited = EpisodeLimit(env, episode_length)
+    reset_key, step_key = jax.random.split(key)
+    num_tasks = jax.tree_util.tree_leaves(tasks)[0].shape[0]
+    state = batch_reset(limited, jax.random.split(reset_key, (num_tasks, num_envs)), tasks)
+
+    def step(carry, k):
+        state, ret, success, alive = carry
+        nxt = batch_step(limited, state, policy(state.obs, k), tasks)
+        ret = ret + alive * nxt.reward
+        success = success + alive * (success_of(nxt) * nxt.done)
+        alive = alive * (1.0 - nxt.done)
+        return (nxt, ret, success, alive), ((nxt.pipeline_state, nxt.done) if record else None)
+
+    zeros = jnp.zeros((num_tasks, num_envs))
+    carry = (state, zeros, zeros, jnp.ones((num_tasks, num_envs)))
+    keys = jax.random.split(step_key, episode_length)
+    (_, ret, success, _), trace = jax.lax.scan(step, carry, keys)
+    if record:
+        return Episodes(ret, success, pipeline_states=trace[0], done=trace[1])
+    return Episodes(ret, success)
+
+
+def random_policy(env: TaskFamily) -> Policy:
+    """Uniform actions: in ``[-1, 1]^D`` for continuous families, over the actions otherwise."""
+
+    def policy(obs: jax.Array, key: jax.Array) -> jax.Array:
+        batch = obs.shape[:-1]
+        if env.discrete:
+            return jax.random.randint(key, batch, 0, env.action_size)
+        return jax.random.uniform(key, batch + (env.action_size,), minval=-1, maxval=1)
+
+    return policy
+
+
+# Evaluation modes: (act with π_0, act greedily) and the metric names they report under.
+_EVAL_MODES = (
+    (False, False, "episode_return", "success"),
+    (False, True, "episode_return_greedy", "success_greedy"),
+    (True, False, "pi0_episode_return", "pi0_success"),
+    (True, True, "pi0_episode_return_greedy", "pi0_success_greedy"),
+)
+
+
+def evaluate(
+    env: TaskFamily,
+    networks: DistralNetworks,
+    policy_params: PolicyParams,
+    tasks: PyTree,
+    key: jax.Array,
+    num_envs: int,
+    episode_length: int,
+) -> dict[str, jax.Array]:
+    """Returns of π_i and of π_0 alone, sampled and greedy, over one episode per env.
+
+    The four modes run vmapped in one program. Returns a dict of ``[N]`` arrays (means over
+    ``num_envs`` episodes per task): ``episode_return`` (π_i sampled), ``episode_return_greedy``,
+    ``pi0_episode_return``, ``pi0_episode_return_greedy`` and the matching ``success`` rates.
+    """
+    dist = networks.dist
+    use_prior = jnp.array([m[0] for m in _EVAL_MODES])
+    greedy = jnp.array([m[1] for m in _EVAL_MODES])
+
+    def one_mode(mode_key, prior, greedy_):
+        def policy(obs, k):
+            pi, pi0, _ = networks.policies(
+                policy_params.params,
+                policy_params.obs_stats,
+                obs,
+                policy_params.hparams.column_alpha,
+            )
+            p = jax.tree_util.tree_map(lambda a, b: jnp.where(prior, b, a), pi, pi0)
+            return dist.postprocess(jnp.where(greedy_, dist.mode(p), dist.sample(k, p)))
+
+        episodes = run_episodes(env, policy, tasks, mode_key, num_envs, episode_length)
+        return episodes.returns.mean(axis=1), episodes.success.mean(axis=1)
+
+    keys = jax.random.split(key, len(_EVAL_MODES))
+    returns, successes = jax.vmap(one_mode)(keys, use_prior, greedy)
+    out = {}
+    for m, (_, _, return_name, success_name) in enumerate(_EVAL_MODES):
+        out[return_name] = returns[m]
+        out[success_name] = successes[m]
+    return out
+
+
+def make_policy(
+    networks: DistralNetworks,
+    policy_params: PolicyParams,
+    deterministic: bool = False,
+    prior: bool = False,
+) -> Policy:
+    """Brax-style policy: ``policy(obs [N, ..., O], key) -> action [N, ...]``.
+
+    ``train`` returns this function with ``networks`` bound, so it is called as
+    ``make_policy(policy_params, deterministic=..., prior=...)``.
+
+    Args:
+      networks: the policies' networks.
+      policy_params: what ``train`` returns (one run: no leading run axis).
+      deterministic: act with the mode instead of sampling.
+      prior: act with the distilled policy π_0 instead of the task policies.
+    """
+    dist = networks.dist
+
+    def policy(obs: jax.Array, key: jax.Array) -> jax.Array:
+        pi, pi0, _ = networks.policies(
+            policy_params.params, policy_params.obs_stats, obs, policy_params.hparams.column_alpha
+        )
+        p = pi0 if prior else pi
+        action = dist.mode(p) if deterministic else dist.sample(key, p)
+        return dist.postprocess(action)
+
+    return policy

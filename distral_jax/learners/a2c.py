@@ -1,0 +1,74 @@
+"""Advantage actor-critic on the Distral objective (the paper's learner, synchronous).
+
+One gradient step per rollout on the joint loss Σ_i mean_e L_i(trajectory e of task i), with
+``losses.distral_actor_critic_loss`` vmapped over environments and tasks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import optax
+
+from distral_jax import losses
+from distral_jax.acting import Transition
+from distral_jax.configs import Hyperparams
+from distral_jax.learners.base import (
+    LearnerOutput,
+    Metrics,
+    gradient_step,
+    joint_loss,
+    map_trajectories,
+    policy_outputs,
+)
+from distral_jax.losses import Regularizer
+from distral_jax.networks import DistralNetworks, DistralParams
+from distral_jax.normalization import RunningStats
+
+
+@dataclasses.dataclass(frozen=True)
+class A2C:
+    """Synchronous advantage actor-critic; its fields are static (they shape the program).
+
+    Attributes:
+      networks: the policies and values.
+      optimizer: the gradient transformation (``learners.make_optimizer``).
+      regularizer: ``"analytic"`` or ``"sampled"`` estimator of the KL and entropy terms.
+    """
+
+    networks: DistralNetworks
+    optimizer: optax.GradientTransformation
+    regularizer: Regularizer = "analytic"
+
+    def loss(
+        self, params: DistralParams, hp: Hyperparams, obs_stats: RunningStats, traj: Transition
+    ) -> tuple[jax.Array, Metrics]:
+        """The joint loss on trajectories ``[N, E, T]``; metrics averaged to ``[N]``."""
+        pi, pi0, v_tm1, v_t = policy_outputs(self.networks, params, hp, obs_stats, traj)
+        loss_fn = functools.partial(
+            losses.distral_actor_critic_loss,
+            self.networks.dist,
+            alpha=hp.alpha,
+            beta=hp.beta,
+            lambda_=hp.lambda_,
+            regularizer=self.regularizer,
+            value_coef=hp.value_coef,
+            distill_coef=hp.distill_coef,
+        )
+        return joint_loss(*map_trajectories(loss_fn, pi, pi0, v_tm1, v_t, traj))
+
+    def update(
+        self,
+        params: DistralParams,
+        opt_state: optax.OptState,
+        hp: Hyperparams,
+        obs_stats: RunningStats,
+        traj: Transition,
+        key: jax.Array,
+    ) -> LearnerOutput:
+        """One gradient step on a batch of trajectories ``[N, E, T]`` (``key`` is unused)."""
+        del key
+        loss_fn = lambda p: self.loss(p, hp, obs_stats, traj)
+        return gradient_step(loss_fn, params, opt_state, self.optimizer, hp.learning_rate)

@@ -1,0 +1,107 @@
+"""What every learner shares: the learner protocol, the optimiser and one gradient step.
+
+A learner is built once from the networks, the optimiser and its static settings, and then
+called as ``learner.update(params, opt_state, hparams, obs_stats, trajectories, key)`` on the
+trajectories ``[N, E, T]`` that ``distral_jax.acting.rollout`` collects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from distral_jax.acting import Transition
+from distral_jax.configs import Hyperparams, TrainConfig
+from distral_jax.networks import DistralNetworks, DistralParams
+from distral_jax.normalization import RunningStats
+
+Metrics = dict[str, jax.Array]
+
+
+class LearnerOutput(NamedTuple):
+    """Parameters and optimiser state after an update, and per-task metrics ``[N]``."""
+
+    params: DistralParams
+    opt_state: optax.OptState
+    metrics: Metrics
+
+
+class Learner(Protocol):
+    """One update of all parameters from one batch of trajectories."""
+
+    def update(
+        self,
+        params: DistralParams,
+        opt_state: optax.OptState,
+        hp: Hyperparams,
+        obs_stats: RunningStats,
+        traj: Transition,
+        key: jax.Array,
+    ) -> LearnerOutput: ...
+
+
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+    """Gradient clipping and Adam's scaling; the (traced) learning rate is applied afterwards.
+
+    Keeping the learning rate out of the optax chain lets it be a traced hyperparameter, so a
+    training run can be vmapped over learning rates without recompiling. The clipping is global
+    over every task's parameters: one factor for all, so it never reweights the tasks.
+    """
+    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.scale_by_adam())
+
+
+def gradient_step(
+    loss_fn: Callable[[DistralParams], tuple[jax.Array, Metrics]],
+    params: DistralParams,
+    opt_state: optax.OptState,
+    optimizer: optax.GradientTransformation,
+    learning_rate: jax.Array,
+) -> LearnerOutput:
+    """One optimiser step on ``loss_fn(params) -> (loss, metrics [N])``; adds ``grad_norm``."""
+    grads, metrics = jax.grad(loss_fn, has_aux=True)(params)
+    grad_norm = optax.tree_utils.tree_norm(grads)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    updates = jax.tree_util.tree_map(lambda u: -learning_rate * u, updates)
+    metrics["grad_norm"] = jnp.broadcast_to(grad_norm, metrics["loss"].shape)
+    return LearnerOutput(optax.apply_updates(params, updates), opt_state, metrics)
+
+
+def policy_outputs(
+    networks: DistralNetworks,
+    params: DistralParams,
+    hp: Hyperparams,
+    obs_stats: RunningStats,
+    traj: Transition,
+) -> tuple[Any, Any, jax.Array, jax.Array]:
+    """``(pi, pi0, v_tm1, v_t)`` on trajectories ``[N, E, T]``.
+
+    ``v_tm1`` = V(obs_t) and ``v_t`` = V(final_obs_t), the value of the state each step reached
+    (the true last state where an episode ended), which is what returns bootstrap from.
+    """
+    pi, pi0, v_tm1 = networks.policies(params, obs_stats, traj.obs, hp.column_alpha)
+    v_t = networks.values(params, obs_stats, traj.final_obs)
+    return pi, pi0, v_tm1, v_t
+
+
+def map_trajectories(fn, pi, pi0, v_tm1: jax.Array, v_t: jax.Array, traj: Transition):
+    """``fn(pi_t, pi0_t, a_t, r_t, discount_t, done_t, v_tm1, v_t)`` on every trajectory.
+
+    The per-trajectory losses of ``distral_jax.losses`` take their arguments in this order; this
+    vmaps one over the environment axis and then the task axis of ``[N, E, T]`` batches.
+    """
+    batched = jax.vmap(jax.vmap(fn))
+    return batched(pi, pi0, traj.action, traj.reward, traj.discount, traj.done, v_tm1, v_t)
+
+
+def joint_loss(loss: jax.Array, metrics: Metrics) -> tuple[jax.Array, Metrics]:
+    """Per-trajectory losses ``[N, E]`` -> the joint objective's loss and metrics ``[N]``.
+
+    Σ over tasks (the joint objective sums the tasks' J_i, docs/maths.md §1), mean over each
+    task's environments (a Monte-Carlo average). Every task has the same weight.
+    """
+    total = jnp.sum(jnp.mean(loss, axis=1))
+    return total, jax.tree_util.tree_map(lambda m: jnp.mean(m, axis=1), metrics)
