@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from distral_jax.envs.base import batch_reset, batch_step
-from distral_jax.envs.brax_tasks import FAMILIES, make_family
+from distral_jax.envs.registry import BRAX_FAMILIES, make_family
 from distral_jax.envs.wrappers import wrap_for_training
 
 
@@ -77,7 +77,8 @@ def measure(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--families", nargs="+", default=sorted(FAMILIES), choices=sorted(FAMILIES))
+    families = ["point_mass", *BRAX_FAMILIES]
+    parser.add_argument("--families", nargs="+", default=families, choices=families)
     parser.add_argument("--tasks", type=int, default=4)
     parser.add_argument("--envs", type=int, default=16)
     parser.add_argument("--steps", type=int, default=100)

@@ -20,7 +20,7 @@ import numpy as np
 
 from distral_jax.configs import TrainConfig
 from distral_jax.envs.gridworld import GridWorld, spread_goals
-from distral_jax.train import Trainer, _compile
+from distral_jax.train import Trainer
 
 
 def measure(
@@ -47,7 +47,7 @@ def measure(
     trainer = Trainer(env, config)
     keys = jax.random.split(jax.random.PRNGKey(0), 1)
     hp = jax.tree_util.tree_map(lambda x: x[None], config.hyperparams())
-    state, compile_time, run, _ = _compile(trainer, keys, hp)
+    state, run, _, compile_time = trainer.compile(keys, hp)
     state, m = run(state)  # warm-up
     jax.block_until_ready(m)
     start = time.perf_counter()
@@ -98,7 +98,8 @@ def main() -> None:
                 )
                 line = (
                     f"| train_throughput | {r['variant']} {learner} | {tasks} tasks x {envs} envs, "
-                    f"T={args.unroll_length}, hidden {tuple(args.hidden_sizes)} | {r['sps'] / 1e6:.2f}M steps/s | "
+                    f"T={args.unroll_length}, hidden {tuple(args.hidden_sizes)} | "
+                    f"{r['sps'] / 1e6:.2f}M steps/s | "
                     f"compile {r['compile_s']:.1f} s | {device} |"
                 )
                 print(line, flush=True)

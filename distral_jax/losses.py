@@ -392,9 +392,7 @@ def distral_ppo_loss(
     _, direct_t = _regularizer_terms(dist, pi_t, pi0_t, a_t, alpha, beta, regularizer)
     reg_loss = -advantage_scale * jnp.mean(direct_t)
     value_loss = 0.5 * jnp.mean((sg(returns_t) - v_tm1) ** 2)
-    distill_loss = (alpha / beta) * distillation_loss(
-        pi_t, pi0_t, jnp.ones_like(advantage_t), dist
-    )
+    distill_loss = (alpha / beta) * distillation_loss(pi_t, pi0_t, jnp.ones_like(advantage_t), dist)
     loss = (
         pg_loss + reg_loss + value_coef * value_loss + advantage_scale * distill_coef * distill_loss
     )

@@ -25,15 +25,13 @@ import time
 from pathlib import Path
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
-from distral_jax import analysis, sweeps
+from distral_jax import acting, analysis, sweeps
 from distral_jax.configs import VARIANTS, TrainConfig
-from distral_jax.envs import brax_tasks
-from distral_jax.envs.base import TaskFamily, batch_reset, batch_step
+from distral_jax.envs import registry
+from distral_jax.envs.base import TaskFamily
 from distral_jax.envs.point_mass import PointMassGoals
-from distral_jax.envs.wrappers import EpisodeLimit
 from distral_jax.train import Trainer
 
 PROFILES = {
@@ -83,57 +81,29 @@ PROFILES = {
 
 
 def random_policy_returns(env: TaskFamily, episode_length: int, episodes: int, key) -> np.ndarray:
-    """``[N]`` mean return of uniformly random actions in [-1, 1] over one episode per env."""
-    eval_env = EpisodeLimit(env, episode_length)
-    n = env.num_tasks
-    tasks = env.tasks()
-
-    @jax.jit
-    def run(key):
-        reset_key, key = jax.random.split(key)
-        state = batch_reset(eval_env, jax.random.split(reset_key, (n, episodes)), tasks)
-
-        def step(carry, k):
-            state, ret, alive = carry
-            action = jax.random.uniform(k, (n, episodes, env.action_size), minval=-1, maxval=1)
-            state = batch_step(eval_env, state, action, tasks)
-            return (state, ret + alive * state.reward, alive * (1 - state.done)), None
-
-        carry = (state, jnp.zeros((n, episodes)), jnp.ones((n, episodes)))
-        (_, ret, _), _ = jax.lax.scan(step, carry, jax.random.split(key, episode_length))
-        return ret.mean(axis=1)
-
-    return np.asarray(run(key))
+    """``[N]`` mean return of uniformly random actions over one episode per env."""
+    run = lambda k: acting.run_episodes(
+        env, acting.random_policy(env), env.tasks(), k, episodes, episode_length
+    )
+    return np.asarray(jax.jit(run)(key).returns.mean(axis=1))
 
 
-def write_html_rollouts(
-    env: brax_tasks.BraxTaskFamily, trainer: Trainer, params, out: Path, steps: int
-) -> list[str]:
+def write_html_rollouts(env, make_policy, params, out: Path, steps: int) -> list[str]:
     """Renders the greedy policy of every task with ``brax.io.html``; returns the file names."""
     from brax.io import html  # noqa: PLC0415
 
-    eval_env = EpisodeLimit(env, steps)
-    n = env.num_tasks
+    policy = make_policy(params, deterministic=True)
     tasks = env.tasks()
-    policy = trainer.make_policy(params, deterministic=True)
-
-    @jax.jit
-    def rollout(key):
-        state = batch_reset(eval_env, jax.random.split(key, (n, 1)), tasks)
-
-        def step(state, k):
-            nxt = batch_step(eval_env, state, policy(state.obs, k), tasks)
-            return nxt, (nxt.pipeline_state, nxt.done)
-
-        _, (states, dones) = jax.lax.scan(step, state, jax.random.split(key, steps))
-        return states, dones
-
-    states, dones = rollout(jax.random.PRNGKey(0))
+    run = lambda key: acting.run_episodes(env, policy, tasks, key, 1, steps, record=True)
+    episodes = jax.jit(run)(jax.random.PRNGKey(0))
     names = []
-    for i in range(n):
-        ended = np.flatnonzero(np.asarray(dones[:, i, 0]) > 0)
+    for i in range(env.num_tasks):
+        ended = np.flatnonzero(np.asarray(episodes.done[:, i, 0]) > 0)
         length = int(ended[0]) + 1 if ended.size else steps
-        frames = [jax.tree_util.tree_map(lambda x, t=t: x[t, i, 0], states) for t in range(length)]
+        frames = [
+            jax.tree_util.tree_map(lambda x, t=t: x[t, i, 0], episodes.pipeline_states)
+            for t in range(length)
+        ]
         system = env.brax_env.sys
         if env.sys_fn is not None:
             system = env.sys_fn(system, jax.tree_util.tree_map(lambda x, i=i: x[i], tasks))
@@ -178,7 +148,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--family", default="halfcheetah_vel", choices=sorted(brax_tasks.FAMILIES))
+    families = ["point_mass", *registry.BRAX_FAMILIES]
+    p.add_argument("--family", default="halfcheetah_vel", choices=families)
     p.add_argument("--num-tasks", type=int, default=4)
     p.add_argument("--backend", default=None, help="Brax backend (default: the family's)")
     p.add_argument("--variants", nargs="+", default=["distral_klent_2col", "a3c"])
@@ -221,7 +192,7 @@ def main(argv=None) -> int:
     family_kwargs = {"num_tasks": args.num_tasks}
     if args.backend and args.family != "point_mass":
         family_kwargs["backend"] = args.backend
-    env = brax_tasks.make_family(args.family, **family_kwargs)
+    env = registry.make_family(args.family, **family_kwargs)
     config = TrainConfig(
         learner=args.learner,
         beta=args.beta
@@ -279,11 +250,11 @@ def main(argv=None) -> int:
                 )
                 summary["variants"][name][f"steps_to_scripted_{mode}"] = steps
                 print(f"{name:20s} steps to the scripted return on every task ({mode}): {steps}")
-    if isinstance(env, brax_tasks.BraxTaskFamily):
+    if args.family in registry.BRAX_FAMILIES:
         first = args.variants[0]
-        trainer = Trainer(env, config.replace(variant=first))
+        make_policy = Trainer(env, config.replace(variant=first)).make_policy
         params = jax.tree_util.tree_map(lambda x: x[0], results[first].policy_params)
-        summary["html"] = write_html_rollouts(env, trainer, params, out, args.html_steps)
+        summary["html"] = write_html_rollouts(env, make_policy, params, out, args.html_steps)
     summary["wall_time_s"] = time.perf_counter() - start
     analysis.write_json(out / "summary.json", summary)
     print(f"wrote {out}/ in {summary['wall_time_s']:.0f} s")

@@ -16,7 +16,7 @@ Designs:
   * ``corridor``: a winding one-cell corridor with the start at one end and 8 goals at growing
     distances along it. Tasks share the way forward and differ in difficulty: the near goals are
     found quickly, and a distilled policy that has learned "go forward" is what the far tasks
-    can exploit (DESIGN.md §1, practical notes).
+    can exploit (docs/maths.md §1, reward scale and β).
 
 Writes ``runs/gridworld_deep/summary.json`` and PNG plots (``--out`` to change).
 

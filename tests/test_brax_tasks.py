@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from distral_jax.envs import brax_tasks
+from distral_jax.envs import brax_tasks, registry
 from distral_jax.envs.base import batch_reset, batch_step
 from distral_jax.envs.point_mass import PointMassGoals
 from distral_jax.envs.wrappers import wrap_for_training
@@ -184,17 +184,18 @@ def test_mass_edit_rejected_where_backend_ignores_mass():
 
 
 def test_registry():
-    assert set(brax_tasks.FAMILIES) >= {
+    assert set(registry.FAMILIES) >= {
         "point_mass",
         "halfcheetah_vel",
         "ant_dir",
         "ant_goal",
         "halfcheetah_mass",
     }
-    family = brax_tasks.make_family("point_mass", num_tasks=3)
+    family = registry.make_family("point_mass", num_tasks=3)
     assert isinstance(family, PointMassGoals) and family.num_tasks == 3
+    assert registry.make_family("halfcheetah_vel", num_tasks=2).num_tasks == 2
     with pytest.raises(ValueError, match="allowed names.*ant_dir"):
-        brax_tasks.make_family("ant_maze")
+        registry.make_family("ant_maze")
 
 
 def test_bad_arguments():

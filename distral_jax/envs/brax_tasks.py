@@ -74,7 +74,6 @@ from brax.envs.base import State as BraxState
 from flax import struct
 
 from distral_jax.envs.base import PyTree, State, TaskFamily
-from distral_jax.envs.point_mass import PointMassGoals
 
 RewardFn = Callable[[BraxState, BraxState, jax.Array, PyTree], jax.Array]
 DoneFn = Callable[[BraxState, BraxState, jax.Array, PyTree], jax.Array]
@@ -444,19 +443,3 @@ def halfcheetah_mass(
         lambda prev, nxt, action, task: nxt.reward,
         sys_fn=mass_friction_sys_fn(env.sys, backend),
     )
-
-
-FAMILIES: dict[str, Callable[..., TaskFamily]] = {
-    "point_mass": PointMassGoals,
-    "halfcheetah_vel": halfcheetah_vel,
-    "ant_dir": ant_dir,
-    "ant_goal": ant_goal,
-    "halfcheetah_mass": halfcheetah_mass,
-}
-
-
-def make_family(name: str, **kwargs) -> TaskFamily:
-    """Builds the family registered as ``name`` in ``FAMILIES`` with keyword arguments."""
-    if name not in FAMILIES:
-        raise ValueError(f"unknown family {name!r}; allowed names: {sorted(FAMILIES)}")
-    return FAMILIES[name](**kwargs)

@@ -7,7 +7,7 @@ the task's goal cell pays ``goal_reward`` and ends the episode (``done = 1``); e
 pays ``step_reward``. A step taken from the goal cell (only possible without auto-reset) stays
 there, pays 0 and is ``done`` again: the goal is absorbing.
 
-Reward scale and β. The entropy-regularised objective (DESIGN.md eq. 1) pays the agent about
+Reward scale and β. The entropy-regularised objective (docs/maths.md §1) pays the agent about
 ``log|A| / β = 1.39 / β`` per step for acting at random, and reaching the goal ends that
 income: with a unit goal reward and discount γ, wandering is worth up to about
 ``1.39 / (β (1 − γ))``. Measured with exact Distral on ``two_rooms`` (8 goals, γ = 0.95,

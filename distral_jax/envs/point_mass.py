@@ -53,6 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
+from distral_jax import acting
 from distral_jax.envs.base import State, TaskFamily
 
 DEFAULT_EPISODE_LENGTH = 100
@@ -299,34 +300,23 @@ class PointMassGoals(TaskFamily):
         if int(num_episodes) < 1:
             raise ValueError(f"num_episodes must be a positive integer, got {num_episodes!r}")
 
-        def episode(rng, task):
-            reset_rng, act_rng = jax.random.split(rng)
-            state = self.reset(reset_rng, task)
+        tasks = self.tasks()
+        if policy == "random":
+            act = acting.random_policy(self)
+        else:
+            controller = {
+                "scripted": self.scripted_policy,
+                "greedy": self.greedy_policy,
+                "still": lambda obs, task: jnp.zeros(2, jnp.float32),
+            }[policy]
+            per_task = jax.vmap(controller, in_axes=(0, None))  # envs of one task
+            act = lambda obs, key: jax.vmap(per_task)(obs, tasks)
 
-            def body(carry, key):
-                state, alive, ret = carry
-                if policy == "scripted":
-                    action = self.scripted_policy(state.obs, task)
-                elif policy == "greedy":
-                    action = self.greedy_policy(state.obs, task)
-                elif policy == "random":
-                    action = jax.random.uniform(key, (2,), jnp.float32, -1.0, 1.0)
-                else:
-                    action = jnp.zeros(2, jnp.float32)
-                state = self.step(state, action, task)
-                ret = ret + alive * state.reward
-                alive = alive * (1.0 - state.done)
-                return (state, alive, ret), None
-
-            keys = jax.random.split(act_rng, int(episode_length))
-            init = (state, jnp.ones((), jnp.float32), jnp.zeros((), jnp.float32))
-            (_, _, ret), _ = jax.lax.scan(body, init, keys)
-            return ret
-
-        rngs = jax.random.split(jax.random.PRNGKey(seed), (self.num_tasks, int(num_episodes)))
-        per_task = jax.vmap(episode, in_axes=(0, None))
-        returns = jax.jit(jax.vmap(per_task))(rngs, self.tasks())
-        return np.asarray(returns.mean(axis=1))
+        run = lambda key: acting.run_episodes(
+            self, act, tasks, key, int(num_episodes), int(episode_length)
+        )
+        episodes = jax.jit(run)(jax.random.PRNGKey(seed))
+        return np.asarray(episodes.returns.mean(axis=1))
 
 
 def _segment_hits_box(start: jax.Array, end: jax.Array, half_extent: jax.Array) -> jax.Array:
