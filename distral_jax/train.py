@@ -275,12 +275,9 @@ def train(
         raise ValueError(f"`num_runs` must be a positive integer, got {num_runs!r}")
     trainer = Trainer(env, config)
     keys = jax.random.split(jax.random.PRNGKey(config.seed), num_runs)
-    if hparams is None:
-        base = config.hyperparams()
-        hparams = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (num_runs,)), base)
-    elif np.ndim(hparams.alpha) == 0:
+    hparams = config.hyperparams() if hparams is None else hparams
+    if np.ndim(hparams.alpha) == 0:  # the same hyperparameters for every run
         hparams = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (num_runs,)), hparams)
-
     state, run, evaluate, compile_time = trainer.compile(keys, hparams)
     steps_per_call = trainer.env_steps_per_iteration * config.iterations_per_call
     num_calls = max(1, math.ceil(config.total_env_steps / steps_per_call))

@@ -20,7 +20,10 @@ __all__ = ["A2C", "PPO", "Learner", "LearnerOutput", "make_learner", "make_optim
 def make_learner(
     config: TrainConfig, networks: DistralNetworks, optimizer: optax.GradientTransformation
 ) -> Learner:
-    """The learner ``config.learner`` names, with the config's static settings."""
+    """The learner ``config.learner`` names, with the config's static settings.
+
+    The learners' settings have no defaults of their own: ``TrainConfig`` holds them.
+    """
     if config.learner == "ppo":
         return PPO(
             networks,

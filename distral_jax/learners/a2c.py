@@ -1,7 +1,8 @@
 """Advantage actor-critic on the Distral objective (the paper's learner, synchronous).
 
 One gradient step per rollout on the joint loss Σ_i mean_e L_i(trajectory e of task i), with
-``losses.distral_actor_critic_loss`` vmapped over environments and tasks.
+``losses.distral_actor_critic_loss`` vmapped over environments and tasks. Steps are weighted
+uniformly, not by γ^t: π_0 is fitted to the tasks' per-step visitation (docs/maths.md §7).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ class A2C:
 
     networks: DistralNetworks
     optimizer: optax.GradientTransformation
-    regularizer: Regularizer = "analytic"
+    regularizer: Regularizer
 
     def loss(
         self, params: DistralParams, hp: Hyperparams, obs_stats: RunningStats, traj: Transition

@@ -11,7 +11,8 @@ Per rollout ``[N, E, T]`` (docs/maths.md §6):
 
 Advantages are centred per task and divided by one standard deviation pooled over every task of
 the minibatch; the regulariser and distillation are scaled by the same factor so that β keeps
-its meaning and every task keeps the joint objective's weight (see ``distral_ppo_loss``).
+its meaning and every task keeps the joint objective's weight (see ``distral_ppo_loss``). As in
+A2C, steps are weighted uniformly rather than by γ^t (docs/maths.md §7).
 """
 
 from __future__ import annotations
@@ -56,10 +57,10 @@ class PPO:
 
     networks: DistralNetworks
     optimizer: optax.GradientTransformation
-    regularizer: Regularizer = "analytic"
-    epochs: int = 4
-    minibatches: int = 4
-    clip: float = 0.2
+    regularizer: Regularizer
+    epochs: int
+    minibatches: int
+    clip: float
 
     def targets(
         self, params: DistralParams, hp: Hyperparams, obs_stats: RunningStats, traj: Transition

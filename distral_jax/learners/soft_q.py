@@ -154,6 +154,29 @@ def _sampled_run(
     return run_one(rng)
 
 
+def _check_family(env: TaskFamily, method: str):
+    """Named errors for what the agent needs of a family; returns its tabular model."""
+    if method not in METHODS:
+        raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
+    if not env.one_hot_observations:
+        raise ValueError(
+            f"env: sampled_distral needs one-hot observations of the state index (e.g. "
+            f"GridWorld(obs='onehot')), got {type(env).__name__} with "
+            f"one_hot_observations False"
+        )
+    if not env.discrete:
+        raise ValueError(f"env: sampled_distral needs discrete actions, got {type(env).__name__}")
+    if not hasattr(env, "tabular_model"):
+        raise ValueError(f"env: {type(env).__name__} has no tabular_model() to evaluate with")
+    model = env.tabular_model()
+    if model.P.shape[1] != env.observation_size:
+        raise ValueError(
+            f"env: tabular_model() has {model.P.shape[1]} states but the one-hot observations "
+            f"have size {env.observation_size}"
+        )
+    return model
+
+
 def sampled_distral(
     env: TaskFamily,
     rng: Array,
@@ -208,24 +231,7 @@ def sampled_distral(
       A ``SampledResult`` with K = ``num_updates // eval_every + 1`` evaluations (the first
       before any update).
     """
-    if method not in METHODS:
-        raise ValueError(f"method: expected one of {METHODS}, got {method!r}")
-    if not env.one_hot_observations:
-        raise ValueError(
-            f"env: sampled_distral needs one-hot observations of the state index (e.g. "
-            f"GridWorld(obs='onehot')), got {type(env).__name__} with "
-            f"one_hot_observations False"
-        )
-    if not env.discrete:
-        raise ValueError(f"env: sampled_distral needs discrete actions, got {type(env).__name__}")
-    if not hasattr(env, "tabular_model"):
-        raise ValueError(f"env: {type(env).__name__} has no tabular_model() to evaluate with")
-    model = env.tabular_model()
-    if model.P.shape[1] != env.observation_size:
-        raise ValueError(
-            f"env: tabular_model() has {model.P.shape[1]} states but the one-hot observations "
-            f"have size {env.observation_size}"
-        )
+    model = _check_family(env, method)
     if method == "independent":
         alpha = 0.0
     if num_updates < eval_every or eval_every < 1:
