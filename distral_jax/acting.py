@@ -5,27 +5,35 @@ parameters, observation statistics, hyperparameters), never on a trainer's state
 
   * ``rollout``       T steps of the task policies in auto-resetting envs: ``Transition [N, E, T]``
   * ``run_episodes``  one episode per environment of ANY policy (networks, scripted, random):
-                      the one episode loop behind evaluation, reference returns and HTML rollouts
+                      the one episode loop behind evaluation, reference returns and HTML
+                      rollouts (it lives in ``envs.episodes``: families use it too)
   * ``evaluate``      ``run_episodes`` for π_i and π_0, sampled and greedy
   * ``make_policy``   Brax-style ``policy(obs, key) -> action`` from trained parameters
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, NamedTuple
-
 import jax
 import jax.numpy as jnp
 from flax import struct
 
 from distral_jax.configs import Hyperparams
-from distral_jax.envs.base import PyTree, State, TaskFamily, batch_reset, batch_step
-from distral_jax.envs.wrappers import EpisodeLimit
+from distral_jax.envs.base import PyTree, State, TaskFamily, batch_step
+from distral_jax.envs.episodes import Episodes, Policy, random_policy, run_episodes, success_of
 from distral_jax.networks import DistralNetworks, DistralParams
 from distral_jax.normalization import RunningStats
 
-Policy = Callable[[jax.Array, jax.Array], jax.Array]
+__all__ = [
+    "Episodes",
+    "Policy",
+    "PolicyParams",
+    "Transition",
+    "evaluate",
+    "make_policy",
+    "random_policy",
+    "rollout",
+    "run_episodes",
+]
 
 
 @struct.dataclass
@@ -63,13 +71,6 @@ class Transition:
     behaviour_log_prob: jax.Array
     episode_return: jax.Array
     success: jax.Array
-
-
-def success_of(state: State) -> jax.Array:
-    """The family's ``metrics["success"]``; NaN for families that define no success."""
-    if "success" in state.metrics:
-        return state.metrics["success"].astype(jnp.float32)
-    return jnp.full_like(state.reward, jnp.nan)
 
 
 def rollout(
@@ -122,78 +123,6 @@ def rollout(
     env_state, traj = jax.lax.scan(step, env_state, keys)
     # [T, N, E, ...] -> [N, E, T, ...]
     return env_state, jax.tree_util.tree_map(lambda x: jnp.moveaxis(x, 0, 2), traj)
-
-
-class Episodes(NamedTuple):
-    """Outcome of ``run_episodes``.
-
-    Attributes:
-      returns: ``[N, E]`` undiscounted return of each episode (steps after its end ignored).
-      success: ``[N, E]`` 1 where the episode ended in success (NaN if the family defines none).
-      pipeline_states: with ``record``, the states after each step, leaves ``[T, N, E, ...]``.
-      done: with ``record``, ``[T, N, E]`` 1 where the episode ended at that step.
-    """
-
-    returns: jax.Array
-    success: jax.Array
-    pipeline_states: Any = None
-    done: jax.Array | None = None
-
-
-def run_episodes(
-    env: TaskFamily,
-    policy: Policy,
-    tasks: PyTree,
-    key: jax.Array,
-    num_envs: int,
-    episode_length: int,
-    record: bool = False,
-) -> Episodes:
-    """One episode (at most ``episode_length`` steps) in each of ``num_envs`` envs per task.
-
-    Args:
-      env: the unwrapped family (the time limit is added here).
-      policy: ``policy(obs [N, E, O], key) -> action [N, E, ...]`` as the environment takes it.
-      tasks: task parameters, leading axis N.
-      key: PRNG key (resets and the policy's keys are split from it).
-      num_envs: E, episodes per task.
-      episode_length: the time limit.
-      record: also return the states after every step (for rendering).
-    Returns:
-      ``Episodes``.
-    """
-    limited = EpisodeLimit(env, episode_length)
-    reset_key, step_key = jax.random.split(key)
-    num_tasks = jax.tree_util.tree_leaves(tasks)[0].shape[0]
-    state = batch_reset(limited, jax.random.split(reset_key, (num_tasks, num_envs)), tasks)
-
-    def step(carry, k):
-        state, ret, success, alive = carry
-        nxt = batch_step(limited, state, policy(state.obs, k), tasks)
-        ret = ret + alive * nxt.reward
-        success = success + alive * (success_of(nxt) * nxt.done)
-        alive = alive * (1.0 - nxt.done)
-        return (nxt, ret, success, alive), ((nxt.pipeline_state, nxt.done) if record else None)
-
-    zeros = jnp.zeros((num_tasks, num_envs))
-    carry = (state, zeros, zeros, jnp.ones((num_tasks, num_envs)))
-    keys = jax.random.split(step_key, episode_length)
-    (_, ret, success, _), trace = jax.lax.scan(step, carry, keys)
-    if record:
-        return Episodes(ret, success, pipeline_states=trace[0], done=trace[1])
-    return Episodes(ret, success)
-
-
-def random_policy(env: TaskFamily) -> Policy:
-    """Uniform actions: in ``[-1, 1]^D`` for continuous families, over the actions otherwise."""
-
-    def policy(obs: jax.Array, key: jax.Array) -> jax.Array:
-        batch = obs.shape[:-1]
-        if env.discrete:
-            return jax.random.randint(key, batch, 0, env.action_size)
-        return jax.random.uniform(key, batch + (env.action_size,), minval=-1, maxval=1)
-
-    return policy
 
 
 # Evaluation modes: (act with π_0, act greedily) and the metric names they report under.

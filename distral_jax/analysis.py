@@ -36,13 +36,17 @@ def summarize_steps(values: np.ndarray) -> dict[str, float | int | None]:
     """Median and quartiles over runs (``inf`` = never reached), JSON-ready."""
     values = np.asarray(values, np.float64)
     finite = np.isfinite(values)
+    # "Never" sorts last: a stand-in larger than every step count keeps the interpolation exact
+    # between finite runs (np.percentile on inf gives NaN even at weight 0), and any quantile
+    # that leans on a run that never got there comes out above every finite value: "never".
+    never = 1e300
+    largest = values[finite].max() if finite.any() else -np.inf
 
     def clean(x: float) -> float | None:
-        return None if not np.isfinite(x) else float(x)
+        return None if x > largest else float(x)
 
-    # inf (never reached) propagates: the median is "never" when half the runs never got there.
-    with np.errstate(invalid="ignore"):
-        q25, median, q75 = np.percentile(values, [25, 50, 75]) if values.size else (np.nan,) * 3
+    filled = np.where(finite, values, never)
+    q25, median, q75 = np.percentile(filled, [25, 50, 75]) if values.size else (np.inf,) * 3
     return {
         "median": clean(median),
         "q25": clean(q25),

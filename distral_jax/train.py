@@ -34,10 +34,10 @@ from distral_jax.configs import Hyperparams, TrainConfig
 from distral_jax.envs.base import State, TaskFamily, batch_reset
 from distral_jax.envs.wrappers import wrap_for_training
 from distral_jax.learners import make_learner, make_optimizer
+from distral_jax.learners.base import Metrics
 from distral_jax.networks import DistralParams, make_networks
 from distral_jax.normalization import RunningStats
 
-Metrics = dict[str, Any]
 ProgressFn = Callable[[int, Metrics], None]
 
 
@@ -249,7 +249,7 @@ def train(
     num_runs: int = 1,
     hparams: Hyperparams | None = None,
     show_progress: bool = True,
-) -> tuple[Callable, DistralParams, Metrics]:
+) -> tuple[Callable[..., acting.Policy], PolicyParams, Metrics]:
     """Trains Distral (or a baseline) on a task family; Brax's ``train`` convention.
 
     Args:

@@ -20,6 +20,7 @@ trains on the family's tasks with the chosen learner, then writes to ``--out``
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -32,7 +33,7 @@ from distral_jax.configs import VARIANTS, TrainConfig
 from distral_jax.envs import registry
 from distral_jax.envs.base import TaskFamily
 from distral_jax.envs.point_mass import PointMassGoals
-from distral_jax.train import Trainer
+from distral_jax.networks import make_networks
 
 PROFILES = {
     # Sized for one GPU: thousands of environments per update.
@@ -252,7 +253,8 @@ def main(argv=None) -> int:
                 print(f"{name:20s} steps to the scripted return on every task ({mode}): {steps}")
     if args.family in registry.BRAX_FAMILIES:
         first = args.variants[0]
-        make_policy = Trainer(env, config.replace(variant=first)).make_policy
+        networks = make_networks(env, config.replace(variant=first))
+        make_policy = functools.partial(acting.make_policy, networks)
         params = jax.tree_util.tree_map(lambda x: x[0], results[first].policy_params)
         summary["html"] = write_html_rollouts(env, make_policy, params, out, args.html_steps)
     summary["wall_time_s"] = time.perf_counter() - start

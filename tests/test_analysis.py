@@ -26,6 +26,10 @@ def test_summary_median_is_never_when_half_the_runs_never_reach():
     assert analysis.summarize_steps(np.array([10.0, 20.0, 30.0]))["median"] == 20.0
     s = analysis.summarize_steps(np.array([10.0, np.inf, np.inf]))
     assert s["median"] is None and s["reached"] == 1 and s["runs"] == 3
+    # A quantile that falls exactly on a finite run is that run, even next to a "never".
+    s = analysis.summarize_steps(np.array([10.0, 20.0, np.inf]))
+    assert s["median"] == 20.0 and s["q25"] == 15.0 and s["q75"] is None
+    assert analysis.summarize_steps(np.array([]))["median"] is None
     assert analysis.ratio({"median": 10.0}, {"median": 20.0}) == 0.5
     assert analysis.ratio({"median": 10.0}, {"median": None}) is None
 

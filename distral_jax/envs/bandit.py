@@ -76,7 +76,11 @@ class MultiTaskBandit(TaskFamily):
 def distral_fixed_point(
     rewards: np.ndarray, alpha: float, beta: float, iterations: int = 10_000
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The optimal ``(pi [N, A], pi0 [A])`` of the one-state Distral objective (float64)."""
+    """The optimal ``(pi [N, A], pi0 [A])`` of the one-state Distral objective (float64).
+
+    Iterates π_i ∝ π_0^α exp(β r_i), π_0 = mean_i π_i to convergence (docs/maths.md §8). Plain
+    numpy on purpose: the tests hold the learners to this oracle, which shares no code with them.
+    """
     rewards = np.asarray(rewards, np.float64)
     log_pi0 = np.full(rewards.shape[1], -np.log(rewards.shape[1]))
     for _ in range(iterations):

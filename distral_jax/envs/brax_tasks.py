@@ -44,7 +44,7 @@ same keys between ``reset`` and ``step``, as every Brax env does). Before each B
 incoming ``done`` is cleared, because some Brax envs (``halfcheetah``) copy it through instead
 of recomputing it. Actions are float32 vectors in [-1, 1] of size ``action_size``.
 
-Families (``FAMILIES``, ``make_family(name, **kwargs)``), all defaulting to the ``spring``
+Families (registered in ``distral_jax.envs.registry``), all defaulting to the ``spring``
 backend, the cheapest on CPU (for halfcheetah, ``generalized`` and ``positional`` stepped 4x
 slower and compiled 2x longer):
 

@@ -53,7 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import struct
 
-from distral_jax import acting
+from distral_jax.envs import episodes
 from distral_jax.envs.base import State, TaskFamily
 
 DEFAULT_EPISODE_LENGTH = 100
@@ -302,7 +302,7 @@ class PointMassGoals(TaskFamily):
 
         tasks = self.tasks()
         if policy == "random":
-            act = acting.random_policy(self)
+            act = episodes.random_policy(self)
         else:
             controller = {
                 "scripted": self.scripted_policy,
@@ -312,11 +312,10 @@ class PointMassGoals(TaskFamily):
             per_task = jax.vmap(controller, in_axes=(0, None))  # envs of one task
             act = lambda obs, key: jax.vmap(per_task)(obs, tasks)
 
-        run = lambda key: acting.run_episodes(
+        run = lambda key: episodes.run_episodes(
             self, act, tasks, key, int(num_episodes), int(episode_length)
         )
-        episodes = jax.jit(run)(jax.random.PRNGKey(seed))
-        return np.asarray(episodes.returns.mean(axis=1))
+        return np.asarray(jax.jit(run)(jax.random.PRNGKey(seed)).returns.mean(axis=1))
 
 
 def _segment_hits_box(start: jax.Array, end: jax.Array, half_extent: jax.Array) -> jax.Array:

@@ -19,7 +19,7 @@ from distral_jax.configs import Hyperparams, TrainConfig
 from distral_jax.networks import DistralNetworks, DistralParams
 from distral_jax.normalization import RunningStats
 
-Metrics = dict[str, jax.Array]
+Metrics = dict[str, Any]  # per-task arrays [N] in the program; numpy on the host
 
 
 class LearnerOutput(NamedTuple):
