@@ -1,9 +1,9 @@
 """Distral vs its baselines on a multitask continuous-control family, with PPO.
 
-    python experiments/brax_multitask.py --small                 # CPU, about ten minutes
+    python experiments/brax_multitask.py --small                 # CPU, about five minutes
     python experiments/brax_multitask.py                          # sized for one GPU
     python experiments/brax_multitask.py --family ant_dir --variants distral_klent_2col a3c
-    python experiments/brax_multitask.py --family point_mass      # pure JAX, 8 seeds, ~3 min
+    python experiments/brax_multitask.py --family point_mass      # pure JAX, 8 seeds, a minute
 
 For each variant (default: ``distral_klent_2col`` against independent PPO, ``a3c``) and seed,
 trains on the family's tasks with the chosen learner, then writes to ``--out``
@@ -155,7 +155,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--backend", default=None, help="Brax backend (default: the family's)")
     p.add_argument("--variants", nargs="+", default=["distral_klent_2col", "a3c"])
     p.add_argument("--learner", default="ppo", choices=["ppo", "a2c"])
-    p.add_argument("--small", action="store_true", help="CPU profile (about ten minutes)")
+    p.add_argument("--small", action="store_true", help="CPU profile (about five minutes)")
     p.add_argument(
         "--profile",
         choices=sorted(PROFILES),
