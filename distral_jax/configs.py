@@ -165,8 +165,9 @@ class TrainConfig:
         and ``distill`` decide).
       architecture: "1col" (own network per task), "2col" (α_c h_θ0 + f_θi) or "shared" (one
         task-conditioned network). Ignored unless ``variant == "custom"``.
-      c_kl, c_ent: the paper's costs, used for custom variants (α, β follow); presets take α
-        from the table and β from ``beta``.
+      c_kl: the paper's cost of the KL to π_0, for custom variants (α = c_kl/(c_kl + c_ent),
+        β = 1/(c_kl + c_ent)); presets take α from the table and β from ``beta``.
+      c_ent: the paper's cost of (minus) the entropy, for custom variants.
       distill: whether π_0 is trained by distillation and the KL enters the reward (custom only).
       beta: β for presets.
       learner: "a2c" (the paper's advantage actor-critic) or "ppo".
@@ -180,9 +181,15 @@ class TrainConfig:
       hidden_sizes: MLP widths of every network.
       eval_every: env steps between evaluations (rounded to whole jitted calls).
       eval_envs: episodes per task per evaluation.
-      learning_rate, gamma, lambda_, value_coef, distill_coef: see ``Hyperparams``.
+      learning_rate: optimiser step size (Adam).
+      gamma: discount γ.
+      lambda_: λ of the λ-returns / GAE.
+      value_coef: weight of the value loss.
+      distill_coef: multiplier of the distillation term (1 is the joint objective's gradient).
       max_grad_norm: global gradient clipping.
-      ppo_epochs, ppo_minibatches, ppo_clip: PPO only.
+      ppo_epochs: PPO's passes over each rollout.
+      ppo_minibatches: PPO's minibatches per pass (a divisor of ``num_envs``).
+      ppo_clip: PPO's clipping ε, in (0, 1).
       normalize_observations: running mean/std normalisation of observations (shared by tasks).
       seed: PRNG seed.
     """

@@ -20,65 +20,142 @@ trains on the family's tasks with the chosen learner, then writes to ``--out``
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import sys
 import time
 from pathlib import Path
+from typing import Annotated, Literal
 
 import jax
 import numpy as np
+import tyro
 
-from distral_jax import acting, analysis, sweeps
+from distral_jax import acting, analysis, cli, sweeps
 from distral_jax.configs import VARIANTS, TrainConfig
 from distral_jax.envs import registry
 from distral_jax.envs.base import TaskFamily
 from distral_jax.envs.point_mass import PointMassGoals
 from distral_jax.networks import make_networks
 
-PROFILES = {
+# Profile -> (configuration, seeds). Flags override any field.
+PROFILES: dict[str, tuple[TrainConfig, int]] = {
     # Sized for one GPU: thousands of environments per update.
-    "gpu": dict(
-        num_envs=512,
-        unroll_length=20,
-        total_env_steps=20_000_000,
-        episode_length=1000,
-        eval_every=1_000_000,
-        eval_envs=16,
-        hidden_sizes=(64, 64),
-        learning_rate=3e-4,
-        ppo_minibatches=8,
-        iterations_per_call=10,
-        seeds=2,
+    "gpu": (
+        TrainConfig(
+            learner="ppo",
+            beta=100.0,
+            gamma=0.97,
+            normalize_observations=True,
+            num_envs=512,
+            unroll_length=20,
+            total_env_steps=20000000,
+            episode_length=1000,
+            eval_every=1000000,
+            eval_envs=16,
+            hidden_sizes=(64, 64),
+            learning_rate=0.0003,
+            ppo_minibatches=8,
+            iterations_per_call=10,
+        ),
+        2,
     ),
     # The pure-JAX point mass (settings of tests/test_ppo.py): about a minute per variant.
-    "point_mass": dict(
-        num_envs=16,
-        unroll_length=20,
-        total_env_steps=307_200,
-        episode_length=100,
-        eval_every=25_600,
-        eval_envs=16,
-        hidden_sizes=(32,),
-        learning_rate=1e-2,
-        ppo_minibatches=4,
-        iterations_per_call=20,
-        seeds=8,
+    "point_mass": (
+        TrainConfig(
+            learner="ppo",
+            beta=50.0,
+            gamma=0.95,
+            normalize_observations=True,
+            num_envs=16,
+            unroll_length=20,
+            total_env_steps=307200,
+            episode_length=100,
+            eval_every=25600,
+            eval_envs=16,
+            hidden_sizes=(32,),
+            learning_rate=0.01,
+            ppo_minibatches=4,
+            iterations_per_call=20,
+        ),
+        8,
     ),
     # A few minutes per variant on a 2-core CPU: short episodes, few environments.
-    "small": dict(
-        num_envs=16,
-        unroll_length=20,
-        total_env_steps=384_000,
-        episode_length=200,
-        eval_every=96_000,
-        eval_envs=4,
-        hidden_sizes=(32, 32),
-        learning_rate=1e-3,
-        ppo_minibatches=4,
-        iterations_per_call=25,
-        seeds=1,
+    "small": (
+        TrainConfig(
+            learner="ppo",
+            beta=100.0,
+            gamma=0.97,
+            normalize_observations=True,
+            num_envs=16,
+            unroll_length=20,
+            total_env_steps=384000,
+            episode_length=200,
+            eval_every=96000,
+            eval_envs=4,
+            hidden_sizes=(32, 32),
+            learning_rate=0.001,
+            ppo_minibatches=4,
+            iterations_per_call=25,
+        ),
+        1,
     ),
 }
+
+Family = Literal[("point_mass", *registry.BRAX_FAMILIES)]
+Variant = Literal[tuple(VARIANTS)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Study:
+    """Distral vs its baselines on a continuous-control family (flags from these fields).
+
+    The profile (``gpu`` by default, ``small`` with ``--small``, ``point_mass`` for that family)
+    sets the defaults of every training flag; flags given override it.
+    """
+
+    family: Family = "halfcheetah_vel"
+    """the task family"""
+    num_tasks: int = 4
+    """tasks of the family"""
+    backend: str | None = None
+    """Brax backend (default: the family's)"""
+    variants: tuple[Variant, ...] = ("distral_klent_2col", "a3c")
+    """the variants compared"""
+    small: bool = False
+    """the CPU profile (about five minutes): same as --profile small"""
+    profile: Literal["gpu", "point_mass", "small"] | None = None
+    """sizes and budget (default: point_mass for that family, else gpu, or small)"""
+    seeds: int = 1
+    """runs per variant (vmapped; default: the profile's)"""
+    train: Annotated[TrainConfig, tyro.conf.OmitArgPrefixes] = PROFILES["gpu"][0]
+    """the configuration shared by every variant (default: the profile's)"""
+    html_steps: int = 300
+    """steps of the HTML rollouts (Brax families)"""
+    out: str = ""
+    """output folder (default: runs/brax_multitask/<family>; an earlier one is moved aside)"""
+    quiet: bool = False
+    """no progress bars"""
+
+    def __post_init__(self):
+        if self.num_tasks < 1:
+            raise ValueError(f"`num_tasks` must be >= 1, got {self.num_tasks}")
+        if self.seeds < 1:
+            raise ValueError(f"`seeds` must be >= 1, got {self.seeds}")
+
+
+def profile_defaults(argv: list[str]) -> Study:
+    """The study's defaults for the profile that ``--family``/``--small``/``--profile`` pick."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--family", default="halfcheetah_vel")
+    pre.add_argument("--small", action="store_true")
+    pre.add_argument("--profile", default=None, choices=sorted(PROFILES))
+    known, _ = pre.parse_known_args(argv)
+    name = known.profile or (
+        "point_mass" if known.family == "point_mass" else ("small" if known.small else "gpu")
+    )
+    config, seeds = PROFILES[name]
+    return Study(profile=name, seeds=seeds, train=config)
 
 
 def random_policy_returns(env: TaskFamily, episode_length: int, episodes: int, key) -> np.ndarray:
@@ -145,66 +222,16 @@ def plot_per_task(path: Path, results, random_returns: np.ndarray, title: str) -
     plt.close(fig)
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    families = ["point_mass", *registry.BRAX_FAMILIES]
-    p.add_argument("--family", default="halfcheetah_vel", choices=families)
-    p.add_argument("--num-tasks", type=int, default=4)
-    p.add_argument("--backend", default=None, help="Brax backend (default: the family's)")
-    p.add_argument("--variants", nargs="+", default=["distral_klent_2col", "a3c"])
-    p.add_argument("--learner", default="ppo", choices=["ppo", "a2c"])
-    p.add_argument("--small", action="store_true", help="CPU profile (about five minutes)")
-    p.add_argument(
-        "--profile",
-        choices=sorted(PROFILES),
-        default=None,
-        help="sizes and budget (default: point_mass for that family, else gpu or --small)",
-    )
-    p.add_argument("--seeds", type=int, default=None, help="runs per variant (vmapped)")
-    p.add_argument("--steps", type=int, default=None, help="env steps per run, all tasks")
-    p.add_argument("--beta", type=float, default=None, help="default 100 (point mass: 50)")
-    p.add_argument("--gamma", type=float, default=None, help="default 0.97 (point mass: 0.95)")
-    p.add_argument("--html-steps", type=int, default=300)
-    p.add_argument("--out", default=None)
-    p.add_argument("--quiet", action="store_true")
-    args = p.parse_args(argv)
-    unknown = [v for v in args.variants if v not in VARIANTS]
-    if unknown:
-        p.error(f"--variants: unknown {unknown}; choose from {sorted(VARIANTS)}")
-    if args.num_tasks < 1:
-        p.error("--num-tasks must be >= 1")
-    return args
-
-
 def main(argv=None) -> int:
-    args = parse_args(argv)
-    profile_name = args.profile or (
-        "point_mass" if args.family == "point_mass" else ("small" if args.small else "gpu")
-    )
-    profile = dict(PROFILES[profile_name])
-    seeds = args.seeds or profile.pop("seeds")
-    profile.pop("seeds", None)
-    if args.steps:
-        profile["total_env_steps"] = args.steps
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = cli.parse(Study, argv, default=profile_defaults(argv))
+    config, seeds = args.train, args.seeds
     out = analysis.fresh_output_dir(args.out or f"runs/brax_multitask/{args.family}")
     start = time.perf_counter()
     family_kwargs = {"num_tasks": args.num_tasks}
     if args.backend and args.family != "point_mass":
         family_kwargs["backend"] = args.backend
     env = registry.make_family(args.family, **family_kwargs)
-    config = TrainConfig(
-        learner=args.learner,
-        beta=args.beta
-        if args.beta is not None
-        else (50.0 if profile_name == "point_mass" else 100.0),
-        gamma=args.gamma
-        if args.gamma is not None
-        else (0.95 if profile_name == "point_mass" else 0.97),
-        normalize_observations=True,
-        **profile,
-    )
     print(
         f"{args.family}: {env.num_tasks} tasks, obs {env.observation_size}, "
         f"actions {env.action_size}, {jax.devices()[0].device_kind}",
@@ -214,11 +241,11 @@ def main(argv=None) -> int:
         env, config.episode_length, config.eval_envs, jax.random.PRNGKey(1)
     )
     results = sweeps.train_variants(env, config, args.variants, seeds, show_progress=not args.quiet)
-    plot_per_task(out / "curves.png", results, random_returns, f"{args.family} ({args.learner})")
+    plot_per_task(out / "curves.png", results, random_returns, f"{args.family} ({config.learner})")
 
     summary = {
-        "args": vars(args),
-        "config": {k: v for k, v in vars(config).items()},
+        "args": cli.to_dict(args),
+        "config": cli.to_dict(config),
         "device": jax.devices()[0].device_kind,
         "random_policy_return": random_returns,
         "variants": {},

@@ -26,67 +26,42 @@ Writes ``runs/gridworld_deep/summary.json`` and PNG plots (``--out`` to change).
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
+from typing import Annotated, Literal
 
 import numpy as np
+import tyro
 
-from distral_jax import analysis, sweeps
+from distral_jax import analysis, cli, sweeps
 from distral_jax.configs import VARIANTS, TrainConfig
-from distral_jax.envs.gridworld import GridWorld, spread_goals
+from distral_jax.envs import gridworld
 
-CORRIDOR = """
-#########
-#S......#
-#######.#
-#.......#
-#.#######
-#.......#
-#########
-"""
-# Cells of the corridor in path order from the start (row, col), for placing the goals.
-CORRIDOR_PATH = (
-    [(1, c) for c in range(1, 8)]
-    + [(2, 7)]
-    + [(3, c) for c in range(7, 0, -1)]
-    + [(4, 1)]
-    + [(5, c) for c in range(1, 8)]
-)
-
+Variant = Literal[tuple(VARIANTS)]  # the preset names, as a type the command line checks
 DISTRAL = ("distral_klent_2col", "distral_kl_2col", "distral_klent_1col", "distral_kl_1col")
 BASELINES = ("a3c", "a3c_multitask", "a3c_2col")
 
 
-def make_design(name: str) -> tuple[GridWorld, int]:
+# Design -> (task family, episode length).
+DESIGNS = {
+    "two_rooms": (gridworld.two_rooms_design, 50),
+    "corridor": (gridworld.corridor_design, 60),
+}
+
+
+def make_design(name: str) -> tuple[gridworld.GridWorld, int]:
     """The task family of a design and its episode length."""
-    if name == "two_rooms":
-        return GridWorld("two_rooms", goals=spread_goals("two_rooms", 8)), 50
-    if name == "corridor":
-        picks = np.linspace(4, len(CORRIDOR_PATH) - 1, 8).round().astype(int)
-        return GridWorld(CORRIDOR, goals=[CORRIDOR_PATH[k] for k in picks]), 60
-    raise ValueError(f"--designs: unknown design {name!r}; choose from two_rooms, corridor")
+    build, episode_length = DESIGNS[name]
+    return build(), episode_length
 
 
-def run_design(name: str, args: argparse.Namespace) -> dict:
+def run_design(name: str, args: Study) -> dict:
     env, episode_length = make_design(name)
     optimal = np.asarray(env.optimal_returns(episode_length))
     threshold = 0.9 * optimal
-    config = TrainConfig(
-        beta=args.beta,
-        num_envs=args.num_envs,
-        unroll_length=args.unroll_length,
-        iterations_per_call=args.iterations_per_call,
-        total_env_steps=args.steps,
-        episode_length=episode_length,
-        eval_every=args.eval_every,
-        eval_envs=args.eval_envs,
-        hidden_sizes=tuple(args.hidden_sizes),
-        learning_rate=args.learning_rate,
-        gamma=args.gamma,
-        seed=args.seed,
-    )
+    config = args.train.replace(episode_length=episode_length)
     results = sweeps.train_variants(
         env,
         config,
@@ -174,38 +149,44 @@ def print_table(name: str, design: dict) -> None:
             print(f"  ratio {k}: {r:.2f}")
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+@dataclasses.dataclass(frozen=True)
+class Study:
+    """Distral and its baselines on the grid-world designs (flags from these fields)."""
+
+    designs: tuple[Literal["two_rooms", "corridor"], ...] = ("two_rooms", "corridor")
+    """task families to study"""
+    variants: tuple[Variant, ...] = tuple(VARIANTS)
+    """the variants compared"""
+    seeds: int = 8
+    """runs per variant (vmapped)"""
+    train: Annotated[TrainConfig, tyro.conf.OmitArgPrefixes] = TrainConfig(
+        beta=100.0,
+        num_envs=16,
+        unroll_length=10,
+        iterations_per_call=10,
+        total_env_steps=320_000,
+        eval_every=12_800,
+        eval_envs=8,
+        hidden_sizes=(64,),
+        learning_rate=3e-3,
+        gamma=0.95,
     )
-    p.add_argument("--designs", nargs="+", default=["two_rooms", "corridor"])
-    p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    p.add_argument("--seeds", type=int, default=8, help="runs per variant (vmapped)")
-    p.add_argument("--steps", type=int, default=320_000, help="env steps per run, all tasks")
-    p.add_argument("--eval-every", type=int, default=12_800)
-    p.add_argument("--eval-envs", type=int, default=8)
-    p.add_argument("--num-envs", type=int, default=16, help="environments per task")
-    p.add_argument("--unroll-length", type=int, default=10)
-    p.add_argument("--iterations-per-call", type=int, default=10)
-    p.add_argument("--hidden-sizes", type=int, nargs="+", default=[64])
-    p.add_argument("--beta", type=float, default=100.0)
-    p.add_argument("--learning-rate", type=float, default=3e-3)
-    p.add_argument("--gamma", type=float, default=0.95)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/gridworld_deep")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    args = p.parse_args(argv)
-    if args.seeds < 1:
-        p.error("--seeds must be >= 1")
-    if args.steps < 1:
-        p.error("--steps must be >= 1")
-    return args
+    """shared by every variant; the variant and the episode length (50 for two_rooms, 60 for
+    corridor) are set per run"""
+    out: str = "runs/gridworld_deep"
+    """output folder (an earlier one is moved aside)"""
+    quiet: bool = False
+    """no progress bars"""
+
+    def __post_init__(self):
+        if self.seeds < 1:
+            raise ValueError(f"`seeds` must be >= 1, got {self.seeds}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+    args = cli.parse(Study, argv)
     start = time.perf_counter()
-    summary = {"args": vars(args), "designs": {}}
+    summary = {"args": cli.to_dict(args), "designs": {}}
     for name in args.designs:
         make_design(name)  # fail fast on a bad name
     analysis.fresh_output_dir(args.out)

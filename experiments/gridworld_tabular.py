@@ -19,18 +19,19 @@ Writes ``policies.png``, ``learning_curves.png`` and ``summary.json`` under ``--
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import functools
 import json
 import os
 import time
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
 import matplotlib
 import numpy as np
 
-from distral_jax import analysis, tabular
+from distral_jax import analysis, cli, tabular
 from distral_jax.envs.gridworld import ACTION_DELTAS, GridWorld, get_layout, spread_goals
 from distral_jax.learners.soft_q import METHODS, sampled_distral
 
@@ -40,27 +41,42 @@ import matplotlib.pyplot as plt  # noqa: E402
 THRESHOLD = 0.9
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--layout", default="two_rooms", help="two_rooms | four_rooms")
-    p.add_argument("--num-tasks", type=int, default=8, help="goals, one per task")
-    p.add_argument(
-        "--goal-rooms", default="far", help="far: every room but the first; all: every room"
-    )
-    p.add_argument("--alpha", type=float, default=0.5, help="α = c_KL / (c_KL + c_Ent)")
-    p.add_argument("--beta", type=float, default=100.0, help="β = 1 / (c_KL + c_Ent)")
-    p.add_argument("--gamma", type=float, default=0.95)
-    p.add_argument("--slip", type=float, default=0.0)
-    p.add_argument("--seeds", type=int, default=8)
-    p.add_argument("--rounds", type=int, default=30, help="exact Distral alternations")
-    p.add_argument("--num-updates", type=int, default=1000, help="sampled: updates per run")
-    p.add_argument("--num-envs", type=int, default=2, help="sampled: envs per task")
-    p.add_argument("--rollout-length", type=int, default=10)
-    p.add_argument("--episode-length", type=int, default=50)
-    p.add_argument("--learning-rate", type=float, default=0.5)
-    p.add_argument("--eval-every", type=int, default=5, help="updates between evaluations")
-    p.add_argument("--out", default="runs/gridworld_tabular")
-    return p.parse_args(argv)
+@dataclasses.dataclass(frozen=True)
+class Study:
+    """Exact and sample-based tabular Distral on a grid world (flags from these fields)."""
+
+    layout: Literal["two_rooms", "four_rooms"] = "two_rooms"
+    """the map"""
+    num_tasks: int = 8
+    """goals, one per task"""
+    goal_rooms: Literal["far", "all"] = "far"
+    """far: every room but the first; all: every room"""
+    alpha: float = 0.5
+    """α = c_KL / (c_KL + c_Ent)"""
+    beta: float = 100.0
+    """β = 1 / (c_KL + c_Ent)"""
+    gamma: float = 0.95
+    """discount"""
+    slip: float = 0.0
+    """probability of a uniformly random action"""
+    seeds: int = 8
+    """sampled runs per method (vmapped)"""
+    rounds: int = 30
+    """exact Distral alternations"""
+    num_updates: int = 1000
+    """sampled: table updates per run"""
+    num_envs: int = 2
+    """sampled: environments per task"""
+    rollout_length: int = 10
+    """sampled: steps per environment per update"""
+    episode_length: int = 50
+    """time limit, also the horizon of the exact returns"""
+    learning_rate: float = 0.5
+    """sampled: step size of the soft-Q tables"""
+    eval_every: int = 5
+    """sampled: updates between evaluations"""
+    out: str = "runs/gridworld_tabular"
+    """output folder (an earlier one is moved aside)"""
 
 
 def entropy(log_p: np.ndarray) -> np.ndarray:
@@ -100,7 +116,7 @@ def draw_policy(ax, env: GridWorld, log_p: np.ndarray, background=None, goal=Non
 
 
 def main(argv=None) -> dict:
-    args = parse_args(argv)
+    args = cli.parse(Study, argv)
     analysis.fresh_output_dir(args.out)
     t_start = time.perf_counter()
 
@@ -252,7 +268,7 @@ def main(argv=None) -> dict:
     print(f"[plots] {time.perf_counter() - t0:.1f}s -> {args.out}")
 
     summary = {
-        "config": vars(args),
+        "config": cli.to_dict(args),
         "goals_rc": [[int(v) for v in lay.cell_rc[g]] for g in env.goal_cells],
         "optimal_returns": optimal.tolist(),
         "exact": {

@@ -502,3 +502,44 @@ class GridWorld(TaskFamily):
         ``[S,A]``, probabilities) within ``horizon`` steps."""
         m = self.tabular_model()
         return tabular.expected_returns(m.P, m.R, m.d0, horizon, pi=pi)
+
+
+# ----------------------------------------------------------------------------- study designs
+
+CORRIDOR = """
+#########
+#S......#
+#######.#
+#.......#
+#.#######
+#.......#
+#########
+"""
+# Cells of the corridor in path order from the start (row, col), for placing the goals.
+CORRIDOR_PATH = (
+    [(1, c) for c in range(1, 8)]
+    + [(2, 7)]
+    + [(3, c) for c in range(7, 0, -1)]
+    + [(4, 1)]
+    + [(5, c) for c in range(1, 8)]
+)
+
+
+def two_rooms_design(num_tasks: int = 8) -> GridWorld:
+    """Two rooms joined by a doorway, goals spread over both rooms, random starts.
+
+    The grid-world study runs it with episodes of 50 steps.
+    """
+    return GridWorld("two_rooms", goals=spread_goals("two_rooms", num_tasks))
+
+
+def corridor_design(num_tasks: int = 8) -> GridWorld:
+    """A winding one-cell corridor, the start at one end, goals at growing distances along it.
+
+    Tasks share the way forward and differ in difficulty: a distilled policy that has learned
+    "go forward" is what the far tasks can exploit. The study runs it with 60-step episodes.
+    """
+    if not 1 <= int(num_tasks) <= len(CORRIDOR_PATH) - 4:
+        raise ValueError(f"num_tasks must be in [1, {len(CORRIDOR_PATH) - 4}], got {num_tasks!r}")
+    picks = np.linspace(4, len(CORRIDOR_PATH) - 1, int(num_tasks)).round().astype(int)
+    return GridWorld(CORRIDOR, goals=[CORRIDOR_PATH[k] for k in picks])

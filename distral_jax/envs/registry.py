@@ -13,6 +13,8 @@ from distral_jax.envs.base import TaskFamily
 # name -> "module:attribute" of the constructor.
 FAMILIES: dict[str, str] = {
     "gridworld": "distral_jax.envs.gridworld:GridWorld",
+    "two_rooms": "distral_jax.envs.gridworld:two_rooms_design",
+    "corridor": "distral_jax.envs.gridworld:corridor_design",
     "bandit": "distral_jax.envs.bandit:MultiTaskBandit",
     "point_mass": "distral_jax.envs.point_mass:PointMassGoals",
     "halfcheetah_vel": "distral_jax.envs.brax_tasks:halfcheetah_vel",

@@ -1,0 +1,382 @@
+"""Command lines and config files generated from the configuration dataclasses.
+
+Every field of ``TrainConfig`` (and of a family's options) becomes a flag through ``tyro``, with
+the field's docstring as its help: no hand-kept argument list can drift from the dataclasses.
+A run's resolved configuration is saved as YAML (or JSON) and read back by ``--config FILE``;
+flags given after it override what it holds::
+
+    launch = cli.parse(Launch, sys.argv[1:])       # flags, or --config run.yaml plus flags
+    cli.save(run_dir / "config.yaml", launch)
+
+``parse`` turns every mistake (an unknown family, a value of the wrong type, a config file with
+keys this version does not know, a value a config rejects) into a one-paragraph message and
+exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import sys
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
+
+import tyro
+
+from distral_jax.configs import TrainConfig
+from distral_jax.envs import registry
+from distral_jax.envs.base import TaskFamily
+
+T = TypeVar("T")
+CONFIG_VERSION = 1
+
+
+# ----------------------------------------------------------------------------- family options
+
+
+@dataclasses.dataclass(frozen=True)
+class GridWorldOptions:
+    """A grid world (``envs.gridworld.GridWorld``): one goal cell per task."""
+
+    name: ClassVar[str] = "gridworld"
+    layout: str = "two_rooms"
+    """a shipped map: two_rooms or four_rooms"""
+    num_tasks: int = 4
+    """tasks; their goals are spread over the map's rooms"""
+    goal_reward: float = 1.0
+    """reward for entering the goal"""
+    step_reward: float = -0.01
+    """reward of every other step"""
+    slip: float = 0.0
+    """probability that a uniformly random action replaces the chosen one"""
+    obs: Literal["onehot", "coords"] = "onehot"
+    """one-hot of the cell, or its (row, column) scaled to [0, 1]"""
+
+    def build(self) -> TaskFamily:
+        from distral_jax.envs.gridworld import spread_goals  # noqa: PLC0415
+
+        return registry.make_family(
+            self.name,
+            layout=self.layout,
+            goals=spread_goals(self.layout, self.num_tasks),
+            goal_reward=self.goal_reward,
+            step_reward=self.step_reward,
+            slip=self.slip,
+            obs=self.obs,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class TwoRoomsOptions:
+    """The grid-world study's two-room design (episodes of 50 steps in the study)."""
+
+    name: ClassVar[str] = "two_rooms"
+    num_tasks: int = 8
+    """tasks; goals spread over both rooms"""
+
+    def build(self) -> TaskFamily:
+        return registry.make_family(self.name, num_tasks=self.num_tasks)
+
+
+@dataclasses.dataclass(frozen=True)
+class CorridorOptions:
+    """The grid-world study's corridor design (episodes of 60 steps in the study)."""
+
+    name: ClassVar[str] = "corridor"
+    num_tasks: int = 8
+    """tasks; goals at growing distances along the corridor"""
+
+    def build(self) -> TaskFamily:
+        return registry.make_family(self.name, num_tasks=self.num_tasks)
+
+
+@dataclasses.dataclass(frozen=True)
+class BanditOptions:
+    """A one-state bandit; task i pays ``rewards[i * num_actions + a]`` for action a."""
+
+    name: ClassVar[str] = "bandit"
+    rewards: tuple[float, ...] = (1.0, 0.0, 0.5, 0.0, 0.1, 0.05)
+    """the reward table, task by task"""
+    num_actions: int = 3
+    """arms per task"""
+
+    def build(self) -> TaskFamily:
+        if self.num_actions < 1 or len(self.rewards) % self.num_actions:
+            raise ValueError(
+                f"`rewards` must hold num_tasks x num_actions values with num_actions="
+                f"{self.num_actions}, got {len(self.rewards)} values"
+            )
+        table = [
+            list(self.rewards[i : i + self.num_actions])
+            for i in range(0, len(self.rewards), self.num_actions)
+        ]
+        return registry.make_family(self.name, rewards=table)
+
+
+@dataclasses.dataclass(frozen=True)
+class PointMassOptions:
+    """The point mass going round a wall to one of several goals (pure JAX)."""
+
+    name: ClassVar[str] = "point_mass"
+    num_tasks: int = 4
+    """goals on the arc beyond the wall"""
+    ctrl_cost: float = 0.01
+    """cost of the squared force"""
+    success_bonus: float = 0.0
+    """reward for arriving"""
+
+    def build(self) -> TaskFamily:
+        return registry.make_family(
+            self.name,
+            num_tasks=self.num_tasks,
+            ctrl_cost=self.ctrl_cost,
+            success_bonus=self.success_bonus,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class BraxOptions:
+    """A Brax task family."""
+
+    name: ClassVar[str] = ""
+    num_tasks: int = 4
+    """tasks drawn from the family's default task set"""
+    backend: str | None = None
+    """Brax backend (default: the family's, spring)"""
+
+    def build(self) -> TaskFamily:
+        kwargs: dict[str, Any] = {"num_tasks": self.num_tasks}
+        if self.backend is not None:
+            kwargs["backend"] = self.backend
+        return registry.make_family(self.name, **kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class HalfcheetahVelOptions(BraxOptions):
+    """halfcheetah running at target speeds (Brax)."""
+
+    name: ClassVar[str] = "halfcheetah_vel"
+
+
+@dataclasses.dataclass(frozen=True)
+class AntDirOptions(BraxOptions):
+    """ant running in target directions (Brax)."""
+
+    name: ClassVar[str] = "ant_dir"
+
+
+@dataclasses.dataclass(frozen=True)
+class AntGoalOptions(BraxOptions):
+    """ant reaching goal positions (Brax)."""
+
+    name: ClassVar[str] = "ant_goal"
+
+
+@dataclasses.dataclass(frozen=True)
+class HalfcheetahMassOptions(BraxOptions):
+    """halfcheetah with scaled masses and frictions (Brax)."""
+
+    name: ClassVar[str] = "halfcheetah_mass"
+
+
+FAMILY_OPTIONS: dict[str, type] = {
+    cls.name: cls
+    for cls in (
+        GridWorldOptions,
+        TwoRoomsOptions,
+        CorridorOptions,
+        BanditOptions,
+        PointMassOptions,
+        HalfcheetahVelOptions,
+        AntDirOptions,
+        AntGoalOptions,
+        HalfcheetahMassOptions,
+    )
+}
+assert set(FAMILY_OPTIONS) == set(registry.FAMILIES), "every registered family has options"
+
+FamilyOptions = Union[  # noqa: UP007 (tyro reads the Annotated members of this Union)
+    tuple(Annotated[cls, tyro.conf.subcommand(name)] for name, cls in FAMILY_OPTIONS.items())
+]
+
+
+# ----------------------------------------------------------------------------- the launcher
+
+
+@dataclasses.dataclass(frozen=True)
+class Launch:
+    """Train one task family with one configuration; results under ``<runs_dir>/<name>/``."""
+
+    family: Annotated[FamilyOptions, tyro.conf.OmitSubcommandPrefixes]
+    """the task family and its options"""
+    train: Annotated[TrainConfig, tyro.conf.OmitArgPrefixes] = TrainConfig()
+    """the training configuration"""
+    name: str = ""
+    """run folder name (default: <family>_<variant>_<learner>)"""
+    runs_dir: str = "runs"
+    """parent folder of the run folders"""
+    num_runs: int = 1
+    """independent seeds vmapped in one program"""
+    tensorboard: bool = True
+    """write TensorBoard event files into the run folder"""
+    wandb: bool = False
+    """also log to Weights & Biases (needs the wandb package)"""
+    wandb_project: str = "distral_jax"
+    """the W&B project"""
+    quiet: bool = False
+    """no progress bar or per-evaluation lines"""
+
+    @property
+    def run_name(self) -> str:
+        return self.name or f"{self.family.name}_{self.train.variant}_{self.train.learner}"
+
+
+# ----------------------------------------------------------------------------- files
+
+
+def to_dict(obj: Any) -> Any:
+    """A config dataclass as plain data (family options carry their ``name``)."""
+    if dataclasses.is_dataclass(obj):
+        out: dict[str, Any] = {}
+        if type(obj) in FAMILY_OPTIONS.values():
+            out["name"] = type(obj).name
+        for field in dataclasses.fields(obj):
+            out[field.name] = to_dict(getattr(obj, field.name))
+        return out
+    if isinstance(obj, (tuple, list)):
+        return [to_dict(v) for v in obj]
+    return obj
+
+
+def save(path: str | Path, config: Any) -> None:
+    """Writes a config as YAML (``.yaml``/``.yml``) or JSON (anything else)."""
+    path = Path(path)
+    data = {"version": CONFIG_VERSION, **to_dict(config)}
+    if path.suffix in (".yaml", ".yml"):
+        import yaml  # noqa: PLC0415
+
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+    else:
+        path.write_text(json.dumps(data, indent=1))
+
+
+def load(path: str | Path, cls: type[T]) -> T:
+    """Reads a config written by ``save`` (or by hand) into ``cls``.
+
+    Raises:
+      ValueError: the file is missing or unreadable, or holds keys ``cls`` does not have (a
+        config of another version), each named with the keys this version knows.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"--config: no such file {str(path)!r}")
+    text = path.read_text()
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml  # noqa: PLC0415
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except Exception as error:  # noqa: BLE001 (any parse error becomes one message)
+        raise ValueError(f"--config {path}: cannot be parsed: {error}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"--config {path}: expected a mapping, got {type(data).__name__}")
+    version = data.pop("version", CONFIG_VERSION)
+    if version != CONFIG_VERSION:
+        raise ValueError(
+            f"--config {path}: written by config version {version}; this version reads "
+            f"{CONFIG_VERSION}"
+        )
+    return _from_dict(cls, data, f"--config {path}")
+
+
+def _from_dict(tp: Any, data: Any, where: str) -> Any:
+    tp = _strip_annotated(tp)
+    if _is_union(tp):
+        members = [_strip_annotated(m) for m in typing.get_args(tp)]
+        families = [m for m in members if m in FAMILY_OPTIONS.values()]
+        if families:
+            if not isinstance(data, dict) or data.get("name") not in FAMILY_OPTIONS:
+                got = data.get("name") if isinstance(data, dict) else data
+                raise ValueError(
+                    f"{where}: unknown family {got!r}; allowed names: {sorted(FAMILY_OPTIONS)}"
+                )
+            data = dict(data)
+            return _from_dict(FAMILY_OPTIONS[data.pop("name")], data, where)
+        if data is None and type(None) in members:
+            return None
+        return data
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: expected a mapping for {tp.__name__}, got {data!r}")
+        hints = typing.get_type_hints(tp, include_extras=True)
+        fields = {f.name for f in dataclasses.fields(tp)}
+        unknown = sorted(set(data) - fields)
+        if unknown:
+            raise ValueError(
+                f"{where}: unknown key(s) {unknown} for {tp.__name__} (a config of another "
+                f"version?); known keys: {sorted(fields)}"
+            )
+        kwargs = {k: _from_dict(hints[k], v, f"{where}: {k}") for k, v in data.items()}
+        return tp(**kwargs)
+    if typing.get_origin(tp) is tuple and isinstance(data, list):
+        return tuple(data)
+    return data
+
+
+def _strip_annotated(tp: Any) -> Any:
+    while typing.get_origin(tp) is Annotated:
+        tp = typing.get_args(tp)[0]
+    return tp
+
+
+def _is_union(tp: Any) -> bool:
+    return typing.get_origin(tp) in (Union, types.UnionType)
+
+
+# ----------------------------------------------------------------------------- parsing
+
+
+def parse(cls: type[T], argv: Sequence[str] | None = None, default: T | None = None) -> T:
+    """Flags (and ``--config FILE``) -> a validated ``cls``; mistakes exit with status 2.
+
+    Args:
+      cls: the dataclass to fill (``Launch`` or a study's own).
+      argv: the arguments (default ``sys.argv[1:]``).
+      default: defaults to start from; a ``--config`` file replaces them.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    prog = Path(sys.argv[0]).name
+    try:
+        argv, config_path = _pop_config(argv)
+        if config_path is not None:
+            default = load(config_path, cls)
+        description = (cls.__doc__ or "").strip() + (
+            "\n\n--config FILE loads a saved config (YAML or JSON); flags after it override it."
+        )
+        return tyro.cli(
+            cls,
+            args=argv,
+            default=default,
+            prog=prog,
+            description=description,
+            config=(tyro.conf.CascadeSubcommandArgs,),
+        )
+    except ValueError as error:
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _pop_config(argv: list[str]) -> tuple[list[str], str | None]:
+    for i, arg in enumerate(argv):
+        if arg == "--config":
+            if i + 1 >= len(argv):
+                raise ValueError("--config: expected a file name")
+            return argv[:i] + argv[i + 2 :], argv[i + 1]
+        if arg.startswith("--config="):
+            return argv[:i] + argv[i + 1 :], arg.split("=", 1)[1]
+    return argv, None

@@ -1,0 +1,145 @@
+"""Metric writers: JSON lines, TensorBoard and Weights & Biases behind ``progress_fn``.
+
+The trainer does no I/O: it calls ``progress_fn(env_steps, metrics)`` after every evaluation.
+These writers are such callables; ``progress_writer`` bundles several into one::
+
+    with progress_writer(JsonlWriter(run / "metrics.jsonl"), TensorBoardWriter(run)) as write:
+        train(env, config, progress_fn=write)
+
+Metrics are the trainer's: scalars, per-task arrays ``[N]`` and, for several vmapped runs,
+``[runs, N]``. JSON lines keep them whole (arrays as lists); TensorBoard and W&B get scalars:
+an array is written element by element under ``<name>/task_<i>`` (``<name>/run_<r>/task_<i>``),
+with its task mean under ``<name>/mean`` unless the trainer reports one (``..._mean``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+
+class Writer(Protocol):
+    def __call__(self, step: int, metrics: Mapping[str, Any]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+def _jsonable(value: Any) -> Any:
+    array = np.asarray(value)
+    if array.dtype.kind in "fc":
+        # NaN (no episode ended, no success defined) and inf are not JSON: write null.
+        out = np.where(np.isfinite(array), array, np.nan).astype(np.float64).tolist()
+        return _nan_to_none(out)
+    if array.dtype.kind in "iub":
+        return array.tolist()
+    return str(value)
+
+
+def _nan_to_none(x):
+    if isinstance(x, list):
+        return [_nan_to_none(v) for v in x]
+    return None if isinstance(x, float) and math.isnan(x) else x
+
+
+def scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """Flattens metrics to named scalars: arrays element by element (``name/task_i``), and the
+    task mean of per-task arrays (``name/mean``) where the metrics hold none."""
+    out: dict[str, float] = {}
+    for name, value in metrics.items():
+        array = np.asarray(value)
+        if array.dtype.kind not in "fiub":
+            continue
+        if array.ndim == 0:
+            out[name] = float(array)
+        elif array.ndim == 1:
+            for i, v in enumerate(array):
+                out[f"{name}/task_{i}"] = float(v)
+            if f"{name}_mean" not in metrics and np.isfinite(array).any():
+                out[f"{name}/mean"] = float(np.nanmean(array))
+        elif array.ndim == 2:
+            for r, row in enumerate(array):
+                for i, v in enumerate(row):
+                    out[f"{name}/run_{r}/task_{i}"] = float(v)
+    return out
+
+
+class JsonlWriter:
+    """One JSON object per call in ``path``: ``{"step": ..., "<metric>": value or list}``.
+
+    Appends, so a resumed run continues its file; each line is flushed when written.
+    """
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = self.path.open("a", encoding="utf-8")
+
+    def __call__(self, step: int, metrics: Mapping[str, Any]) -> None:
+        record = {"step": int(step)}
+        record.update({name: _jsonable(value) for name, value in metrics.items()})
+        self._file.write(json.dumps(record) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class TensorBoardWriter:
+    """TensorBoard event files in ``logdir`` (``tensorboard --logdir <parent>`` shows them)."""
+
+    def __init__(self, logdir: str | Path):
+        from tensorboardX import SummaryWriter  # noqa: PLC0415 (optional at import time)
+
+        self.logdir = Path(logdir)
+        self._writer = SummaryWriter(logdir=str(self.logdir))
+
+    def __call__(self, step: int, metrics: Mapping[str, Any]) -> None:
+        for tag, value in scalars(metrics).items():
+            if math.isfinite(value):
+                self._writer.add_scalar(tag, value, global_step=int(step))
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class WandbWriter:
+    """Weights & Biases: scalars logged at each step of a run started here.
+
+    Raises:
+      ImportError: ``wandb`` is not installed (``pip install wandb``).
+    """
+
+    def __init__(self, project: str, name: str, config: Mapping[str, Any]):
+        try:
+            import wandb  # noqa: PLC0415
+        except ImportError as error:
+            raise ImportError("--wandb needs the wandb package: pip install wandb") from error
+        self._run = wandb.init(project=project, name=name, config=dict(config))
+
+    def __call__(self, step: int, metrics: Mapping[str, Any]) -> None:
+        self._run.log(scalars(metrics), step=int(step))
+
+    def close(self) -> None:
+        self._run.finish()
+
+
+@contextlib.contextmanager
+def progress_writer(*writers: Writer) -> Iterator[Callable[[int, Mapping[str, Any]], None]]:
+    """One ``progress_fn`` that calls every writer; closes them all on exit."""
+
+    def write(step: int, metrics: Mapping[str, Any]) -> None:
+        for writer in writers:
+            writer(step, metrics)
+
+    try:
+        yield write
+    finally:
+        for writer in writers:
+            writer.close()

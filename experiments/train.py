@@ -1,0 +1,98 @@
+"""Train any registered task family with any variant and learner; one run folder per run.
+
+    python experiments/train.py two_rooms --variant distral_klent_2col --total-env-steps 300000 \
+        --episode-length 50 --eval-every 25600 --iterations-per-call 10
+    python experiments/train.py halfcheetah_vel --learner ppo --num-envs 512 --unroll-length 20 \
+        --hidden-sizes 64 64 --learning-rate 3e-4 --ppo-minibatches 8 --episode-length 1000 \
+        --total-env-steps 20000000 --eval-every 1000000 --normalize-observations
+    python experiments/train.py --config runs/two_rooms_distral_klent_2col_a2c/config.yaml
+    python experiments/train.py --help            # every flag, with its field's docstring
+
+Every field of ``TrainConfig`` and of the family's options is a flag (``distral_jax.cli``).
+The run folder ``<runs_dir>/<name>/`` gets ``config.yaml`` (the resolved config: rerun it with
+``--config``), ``metrics.jsonl`` (one line per evaluation), TensorBoard event files
+(``tensorboard --logdir runs/``) and ``summary.json``. An earlier run of the same name is moved
+aside, never overwritten.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from distral_jax import analysis, cli
+from distral_jax.train import train
+from distral_jax.writers import JsonlWriter, TensorBoardWriter, WandbWriter, progress_writer
+
+# Shown after each evaluation (when not --quiet).
+PRINTED = ("eval/episode_return_mean", "eval/pi0_episode_return_mean", "training/sps")
+
+
+def print_progress(step: int, metrics: dict) -> None:
+    from tqdm.auto import tqdm  # noqa: PLC0415 (tqdm.write keeps the bar below the lines)
+
+    cells = [f"{name.split('/')[-1]} {np.mean(metrics[name]):.4g}" for name in PRINTED]
+    tqdm.write(f"step {step:>10,d} | " + " | ".join(cells))
+
+
+def run(launch: cli.Launch) -> Path:
+    """Trains as ``launch`` says; returns the run folder."""
+    env = launch.family.build()
+    run_dir = analysis.fresh_output_dir(Path(launch.runs_dir) / launch.run_name)
+    cli.save(run_dir / "config.yaml", launch)
+    writers = [JsonlWriter(run_dir / "metrics.jsonl")]
+    if launch.tensorboard:
+        writers.append(TensorBoardWriter(run_dir))
+    if launch.wandb:
+        writers.append(WandbWriter(launch.wandb_project, launch.run_name, cli.to_dict(launch)))
+    if not launch.quiet:
+        writers.append(_Printer())
+    start = time.perf_counter()
+    with progress_writer(*writers) as progress_fn:
+        _, _, metrics = train(
+            env,
+            launch.train,
+            progress_fn=progress_fn,
+            num_runs=launch.num_runs,
+            show_progress=not launch.quiet,
+        )
+    summary = {
+        "family": launch.family.name,
+        "num_tasks": env.num_tasks,
+        "device": jax.devices()[0].device_kind,
+        "wall_time_s": time.perf_counter() - start,
+        "final": metrics,
+    }
+    analysis.write_json(run_dir / "summary.json", summary)
+    return run_dir
+
+
+class _Printer:
+    def __call__(self, step: int, metrics: dict) -> None:
+        print_progress(step, metrics)
+
+    def close(self) -> None:
+        pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    launch = cli.parse(cli.Launch, argv)
+    try:
+        run_dir = run(launch)
+    except (ValueError, ImportError) as error:  # bad family options, missing optional packages
+        print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
+        return 2
+    except FloatingPointError as error:  # the trainer stopped a run that went non-finite
+        print(f"{Path(sys.argv[0]).name}: training stopped: {error}", file=sys.stderr)
+        return 1
+    if not launch.quiet:
+        print(f"wrote {run_dir}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""The launcher's command line, config files and metric writers."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from distral_jax import cli, writers
+from distral_jax.configs import TrainConfig
+from distral_jax.envs.gridworld import two_rooms_design
+from distral_jax.train import train
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# A value other than the default for every TrainConfig field (valid together).
+NON_DEFAULT = dict(
+    variant="custom",
+    architecture="shared",
+    c_kl=0.02,
+    c_ent=0.03,
+    distill=False,
+    beta=50.0,
+    learner="ppo",
+    regularizer="sampled",
+    num_envs=8,
+    unroll_length=4,
+    iterations_per_call=3,
+    total_env_steps=1234,
+    episode_length=7,
+    hidden_sizes=(5, 6),
+    eval_every=999,
+    eval_envs=3,
+    learning_rate=1e-4,
+    gamma=0.9,
+    lambda_=0.8,
+    value_coef=0.25,
+    distill_coef=0.5,
+    max_grad_norm=2.0,
+    ppo_epochs=2,
+    ppo_minibatches=2,
+    ppo_clip=0.3,
+    normalize_observations=True,
+    seed=7,
+)
+
+
+def _flags(values: dict) -> list[str]:
+    out = []
+    for name, value in values.items():
+        flag = "--" + name.rstrip("_").replace("_", "-") + ("_" if name.endswith("_") else "")
+        if isinstance(value, bool):
+            out.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, tuple):
+            out += [flag, *map(str, value)]
+        else:
+            out += [flag, str(value)]
+    return out
+
+
+def _launcher():
+    spec = importlib.util.spec_from_file_location("launcher", ROOT / "experiments" / "train.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_train_config_field_is_a_flag_and_round_trips(tmp_path):
+    custom_c_kl = dict(NON_DEFAULT, c_kl=0.0)  # no KL to an undistilled prior
+    assert set(custom_c_kl) == {f.name for f in dataclasses.fields(TrainConfig)}
+    launch = cli.parse(cli.Launch, ["point_mass", "--num-tasks", "3", *_flags(custom_c_kl)])
+    assert launch.train == TrainConfig(**custom_c_kl)
+    assert launch.family == cli.PointMassOptions(num_tasks=3)
+    for name in ("run.yaml", "run.json"):
+        cli.save(tmp_path / name, launch)
+        assert cli.load(tmp_path / name, cli.Launch) == launch
+        # Flags after --config override the file.
+        again = cli.parse(cli.Launch, ["--config", str(tmp_path / name), "--seed", "9"])
+        assert again == dataclasses.replace(launch, train=launch.train.replace(seed=9))
+
+
+def _config_file(tmp_path: Path, **edits) -> str:
+    data = cli.to_dict(cli.Launch(family=cli.TwoRoomsOptions()))
+    for key, value in edits.items():
+        section, _, field = key.partition("__")
+        if field:
+            data[section][field] = value
+        else:
+            data[section] = value
+    path = tmp_path / "edited.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+BAD_COMMAND_LINES = [
+    (lambda p: ["nope"], "nope"),
+    (lambda p: ["gridworld", "--num-envs", "x"], "--num-envs"),
+    (lambda p: ["gridworld", "--variant", "zzz"], "must be one of"),
+    (lambda p: ["gridworld", "--learner", "sac"], "--learner"),
+    (lambda p: ["--config", str(p / "missing.yaml")], "no such file"),
+    (lambda p: ["--config"], "expected a file name"),
+    (lambda p: ["--config", _config_file(p, train__bogus=1)], "unknown key(s) ['bogus']"),
+    (lambda p: ["--config", _config_file(p, family={"name": "nope"})], "unknown family 'nope'"),
+    (lambda p: ["--config", _config_file(p, version=99)], "config version 99"),
+]
+
+
+@pytest.mark.parametrize("make_argv, message", BAD_COMMAND_LINES)
+def test_bad_command_lines_exit_with_a_message(tmp_path, capsys, make_argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse(cli.Launch, make_argv(tmp_path))
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    text = " ".join((captured.out + captured.err).split())  # undo the help boxes' wrapping
+    for box in "│╭╮╰╯─":
+        text = text.replace(box, " ")
+    assert message in " ".join(text.split())
+
+
+def test_launcher_reports_bad_family_options(tmp_path, capsys):
+    code = _launcher().main(["gridworld", "--layout", "nowhere", "--runs-dir", str(tmp_path)])
+    assert code == 2
+    assert "layout: unknown name 'nowhere'" in capsys.readouterr().err
+
+
+TIMING = ("training/sps", "training/sps_all_runs", "training/compile_time_s")
+
+
+def _metric_lines(path: Path) -> list[dict]:
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    return [{k: v for k, v in line.items() if k not in TIMING} for line in lines]
+
+
+def test_launcher_run_folder_and_rerun_from_its_config(tmp_path):
+    launcher = _launcher()
+    argv = [
+        "two_rooms", "--num-tasks", "2", "--total-env-steps", "6400", "--eval-every", "3200",
+        "--iterations-per-call", "10", "--num-envs", "8", "--episode-length", "30",
+        "--hidden-sizes", "16", "--runs-dir", str(tmp_path), "--name", "tiny", "--quiet",
+    ]  # fmt: skip
+    assert launcher.main(argv) == 0
+    run = tmp_path / "tiny"
+    assert {p.name for p in run.iterdir()} >= {"config.yaml", "metrics.jsonl", "summary.json"}
+    assert any(p.name.startswith("events.out.tfevents") for p in run.iterdir())
+    first = _metric_lines(run / "metrics.jsonl")
+    assert [line["step"] for line in first] == [0, 3200, 6400]
+    assert launcher.main(["--config", str(run / "config.yaml")]) == 0
+    assert _metric_lines(run / "metrics.jsonl") == first
+    moved = [p for p in tmp_path.iterdir() if p.name.startswith("tiny-")]
+    assert len(moved) == 1, "the first run is kept, not overwritten"
+
+
+def test_writers_record_what_progress_fn_received(tmp_path):
+    received: list[tuple[int, dict]] = []
+    config = TrainConfig(
+        total_env_steps=3200, eval_every=1600, iterations_per_call=10, num_envs=8,
+        episode_length=30, hidden_sizes=(16,), eval_envs=4,
+    )  # fmt: skip
+    jsonl = writers.JsonlWriter(tmp_path / "metrics.jsonl")
+    board = writers.TensorBoardWriter(tmp_path / "tb")
+    with writers.progress_writer(jsonl, board) as write:
+        train(
+            two_rooms_design(2),
+            config,
+            progress_fn=lambda s, m: (received.append((s, m)), write(s, m)),
+            show_progress=False,
+        )
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    checked = 0
+    for step, metrics in received:
+        for tag, value in writers.scalars(metrics).items():
+            if not np.isfinite(value):
+                continue
+            recorded = {e.step: e.value for e in events.Scalars(tag)}
+            assert recorded[step] == pytest.approx(np.float32(value), rel=1e-6), tag
+            checked += 1
+    assert {"eval/episode_return/task_0", "eval/episode_return_mean", "training/kl/mean"} <= tags
+    assert {"eval/pi0_episode_return_mean", "training/entropy/task_1", "training/sps"} <= tags
+    assert checked > 50
+    lines = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert [line["step"] for line in lines] == [step for step, _ in received]
+    for line, (_, metrics) in zip(lines, received, strict=True):
+        np.testing.assert_allclose(
+            line["eval/episode_return"], np.asarray(metrics["eval/episode_return"]), rtol=1e-6
+        )
+
+
+def test_help_lists_every_field_with_its_docstring(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.parse(cli.Launch, ["gridworld", "--help"])
+    assert exit_info.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for field in dataclasses.fields(TrainConfig):
+        flag = _flags({field.name: getattr(TrainConfig(), field.name)})[0]
+        flag = flag.replace("--no-", "--")
+        assert flag in text, flag
+    assert "environments per task (E)" in text and "PPO's clipping ε" in text
