@@ -181,26 +181,48 @@ def make_policy(
     policy_params: PolicyParams,
     deterministic: bool = False,
     prior: bool = False,
+    task: int | None = None,
+    with_extras: bool = False,
 ) -> Policy:
     """Brax-style policy: ``policy(obs [N, ..., O], key) -> action [N, ...]``.
 
     ``train`` returns this function with ``networks`` bound, so it is called as
-    ``make_policy(policy_params, deterministic=..., prior=...)``.
+    ``make_policy(policy_params, deterministic=..., prior=..., task=..., with_extras=...)``.
 
     Args:
       networks: the policies' networks.
       policy_params: what ``train`` returns (one run: no leading run axis).
       deterministic: act with the mode instead of sampling.
       prior: act with the distilled policy π_0 instead of the task policies.
+      task: act for this one task: ``policy(obs [..., O], key) -> action [...]``.
+      with_extras: return ``(action, {})`` as Brax's policies do.
+    Raises:
+      ValueError: ``task`` out of range; the policy raises one for observations whose last
+        axis is not ``O`` or, without ``task``, whose first axis is not the task axis ``N``.
     """
     dist = networks.dist
+    num_tasks, size = networks.num_tasks, networks.observation_size
+    if task is not None and not 0 <= int(task) < num_tasks:
+        raise ValueError(f"`task` must be in [0, {num_tasks}), got {task!r}")
 
-    def policy(obs: jax.Array, key: jax.Array) -> jax.Array:
+    def policy(obs: jax.Array, key: jax.Array):
+        obs = jnp.asarray(obs)
+        if obs.ndim == 0 or obs.shape[-1] != size:
+            raise ValueError(f"policy: `obs` must end in observation_size={size}, got {obs.shape}")
+        if task is None and (obs.ndim < 2 or obs.shape[0] != num_tasks):
+            raise ValueError(
+                f"policy: `obs` must be [N={num_tasks}, ..., {size}] with the task axis first, "
+                f"got {obs.shape}; for one task's observations use make_policy(..., task=i)"
+            )
+        if task is not None:
+            obs = jnp.broadcast_to(obs, (num_tasks,) + obs.shape)
         pi, pi0, _ = networks.policies(
             policy_params.params, policy_params.obs_stats, obs, policy_params.hparams.column_alpha
         )
         p = pi0 if prior else pi
-        action = dist.mode(p) if deterministic else dist.sample(key, p)
-        return dist.postprocess(action)
+        action = dist.postprocess(dist.mode(p) if deterministic else dist.sample(key, p))
+        if task is not None:
+            action = action[int(task)]
+        return (action, {}) if with_extras else action
 
     return policy

@@ -20,6 +20,7 @@ from typing import Literal
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 import rlax
 
 from distral_jax.distributions import (
@@ -38,6 +39,7 @@ Numeric = chex.Numeric
 
 __all__ = [
     "alpha_beta",
+    "check_alpha_beta",
     "categorical_kl",
     "distillation_loss",
     "distral_actor_critic_loss",
@@ -57,6 +59,32 @@ __all__ = [
 
 def _is_concrete(x) -> bool:
     return not isinstance(x, jax.core.Tracer)
+
+
+def _arrays(*xs):
+    """Lists, numpy arrays and scalars as jax arrays; tuples (Gaussian params) stay pytrees."""
+    return tuple(
+        jnp.asarray(x) if isinstance(x, list) else jax.tree_util.tree_map(jnp.asarray, x)
+        for x in xs
+    )
+
+
+def check_alpha_beta(alpha: Numeric, beta: Numeric) -> None:
+    """Named errors for α ∉ [0, 1] or β ≤ 0 when they are concrete (traced values pass).
+
+    The usual mistake is passing the costs (c_KL, c_Ent) where (α, β) belong: convert them
+    with ``alpha_beta``.
+    """
+    if _is_concrete(alpha) and np.ndim(alpha) == 0 and not 0.0 <= float(alpha) <= 1.0:
+        raise ValueError(
+            f"`alpha` must be in [0, 1], got {float(alpha)!r} (from costs, use "
+            "losses.alpha_beta(c_kl, c_ent))"
+        )
+    if _is_concrete(beta) and np.ndim(beta) == 0 and not float(beta) > 0.0:
+        raise ValueError(
+            f"`beta` must be > 0, got {float(beta)!r} (from costs, use "
+            "losses.alpha_beta(c_kl, c_ent))"
+        )
 
 
 # ----------------------------------------------------------------------------- building blocks
@@ -99,6 +127,8 @@ def regularized_rewards(
     Returns:
       ``[T]`` rewards through which no gradient flows.
     """
+    r_t, log_pi_i_t, log_pi_0_t = _arrays(r_t, log_pi_i_t, log_pi_0_t)
+    check_alpha_beta(alpha, beta)
     check_rank("r_t", r_t, 1)
     check_same_shape(r_t=r_t, log_pi_i_t=log_pi_i_t, log_pi_0_t=log_pi_0_t)
     reg = r_t + (alpha / beta) * log_pi_0_t - log_pi_i_t / beta
@@ -213,13 +243,27 @@ def _regularizer_terms(
     return sg(g_t + squash_t), g_t
 
 
-def _check_policy_inputs(pi_t, pi0_t, a_t, regularizer, steps_ref, steps_name: str) -> None:
+def _check_policy_inputs(
+    dist, pi_t, pi0_t, a_t, regularizer, steps_ref, steps_name: str, alpha, beta
+) -> None:
     """Named errors for the policy-side inputs of a per-trajectory loss.
 
     Without these, a ``pi_t``/``pi0_t`` or ``a_t`` of one step would broadcast silently against
-    the ``[T]`` arrays.
+    the ``[T]`` arrays, float actions would be truncated to indices and one-hot actions would
+    fail to broadcast.
     """
+    check_alpha_beta(alpha, beta)
     num_steps = steps_ref.shape[0]
+    if dist.discrete:
+        if a_t.ndim != 1:
+            raise ValueError(
+                f"`a_t` must be [T] action indices for a categorical policy, got shape "
+                f"{a_t.shape} (one-hot actions? pass jnp.argmax(a_t, axis=-1))"
+            )
+        if not jnp.issubdtype(a_t.dtype, jnp.integer):
+            raise ValueError(
+                f"`a_t` must hold integer action indices for a categorical policy, got {a_t.dtype}"
+            )
     check_rank("a_t", a_t, {1, 2})
     if a_t.shape[0] != num_steps:
         raise ValueError(f"`a_t` has {a_t.shape[0]} steps but `{steps_name}` has {num_steps}")
@@ -295,9 +339,12 @@ def distral_actor_critic_loss(
     Returns:
       ``(loss, metrics)``: scalar loss and a dict of scalar diagnostics.
     """
+    pi_t, pi0_t, a_t, r_t, discount_t, done_t, v_tm1, v_t = _arrays(
+        pi_t, pi0_t, a_t, r_t, discount_t, done_t, v_tm1, v_t
+    )
     check_rank("r_t", r_t, 1)
     check_same_shape(r_t=r_t, discount_t=discount_t, done_t=done_t, v_tm1=v_tm1, v_t=v_t)
-    _check_policy_inputs(pi_t, pi0_t, a_t, regularizer, r_t, "r_t")
+    _check_policy_inputs(dist, pi_t, pi0_t, a_t, regularizer, r_t, "r_t", alpha, beta)
     sg = jax.lax.stop_gradient
 
     reg_t, direct_t = _regularizer_terms(dist, pi_t, pi0_t, a_t, alpha, beta, regularizer)
@@ -373,6 +420,9 @@ def distral_ppo_loss(
     Returns:
       ``(loss, metrics)``.
     """
+    pi_t, pi0_t, a_t, behaviour_log_pi_t, advantage_t, returns_t, v_tm1 = _arrays(
+        pi_t, pi0_t, a_t, behaviour_log_pi_t, advantage_t, returns_t, v_tm1
+    )
     check_rank("advantage_t", advantage_t, 1)
     check_same_shape(
         advantage_t=advantage_t,
@@ -380,7 +430,9 @@ def distral_ppo_loss(
         returns_t=returns_t,
         v_tm1=v_tm1,
     )
-    _check_policy_inputs(pi_t, pi0_t, a_t, regularizer, advantage_t, "advantage_t")
+    _check_policy_inputs(
+        dist, pi_t, pi0_t, a_t, regularizer, advantage_t, "advantage_t", alpha, beta
+    )
     sg = jax.lax.stop_gradient
     log_pi_t = dist.log_prob(pi_t, a_t)
     ratio_t = jnp.exp(log_pi_t - behaviour_log_pi_t)
@@ -433,8 +485,12 @@ def regularized_returns(
     Returns:
       ``(returns_t, advantage_t)``, each ``[T]``.
     """
+    pi_t, pi0_t, a_t, r_t, discount_t, done_t, v_tm1, v_t = _arrays(
+        pi_t, pi0_t, a_t, r_t, discount_t, done_t, v_tm1, v_t
+    )
     check_rank("r_t", r_t, 1)
     check_same_shape(r_t=r_t, discount_t=discount_t, done_t=done_t, v_tm1=v_tm1, v_t=v_t)
+    _check_policy_inputs(dist, pi_t, pi0_t, a_t, regularizer, r_t, "r_t", alpha, beta)
     reg_t, _ = _regularizer_terms(dist, pi_t, pi0_t, a_t, alpha, beta, regularizer)
     return _lambda_returns(r_t + reg_t, discount_t, done_t, v_tm1, v_t, lambda_)
 

@@ -32,6 +32,7 @@ from distral_jax import acting
 from distral_jax.acting import PolicyParams, Transition
 from distral_jax.configs import Hyperparams, TrainConfig
 from distral_jax.envs.base import State, TaskFamily, batch_reset
+from distral_jax.envs.checks import check_family
 from distral_jax.envs.wrappers import wrap_for_training
 from distral_jax.learners import make_learner, make_optimizer
 from distral_jax.learners.base import Metrics
@@ -111,11 +112,13 @@ class Trainer:
     """The pure functions of a training run for one task family and one configuration.
 
     Args:
-      env: the task family (unwrapped; time limit and auto-reset are added here).
+      env: the task family (unwrapped; time limit and auto-reset are added here). Its contract
+        is checked first (``envs.checks.check_family``: named errors, not shape errors in jit).
       config: structure and budget of the run.
     """
 
     def __init__(self, env: TaskFamily, config: TrainConfig):
+        check_family(env)
         self.config = config
         self.family = env
         self.env = wrap_for_training(env, config.episode_length)
@@ -195,11 +198,9 @@ class Trainer:
             self.config.episode_length,
         )
 
-    def make_policy(
-        self, policy_params: PolicyParams, deterministic: bool = False, prior: bool = False
-    ) -> acting.Policy:
+    def make_policy(self, policy_params: PolicyParams, **kwargs) -> acting.Policy:
         """``acting.make_policy`` with these networks: ``policy(obs [N, ..., O], key)``."""
-        return acting.make_policy(self.networks, policy_params, deterministic, prior)
+        return acting.make_policy(self.networks, policy_params, **kwargs)
 
     def compile(self, keys: jax.Array, hparams: Hyperparams) -> CompiledRun:
         """Initial states of ``len(keys)`` runs and their AOT-compiled ``run``/``evaluate``.
@@ -297,11 +298,13 @@ def train(
         out.update(training)
         out["training/env_steps"] = step
         # Per run, and for the whole program (all vmapped runs together).
-        out["training/sps"] = step / max(train_time, 1e-9)
-        out["training/sps_all_runs"] = num_runs * step / max(train_time, 1e-9)
+        # NaN before any training (step 0): no rate has been measured yet.
+        out["training/sps"] = step / train_time if train_time > 0 else float("nan")
+        out["training/sps_all_runs"] = num_runs * out["training/sps"]
         out["training/compile_time_s"] = compile_time
         if progress_fn is not None:
-            progress_fn(step, out)
+            with bar.external_write_mode():  # what progress_fn prints stays clear of the bar
+                progress_fn(step, out)
         return out
 
     metrics = emit(0, {})

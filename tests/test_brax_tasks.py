@@ -208,3 +208,77 @@ def test_bad_arguments():
     with pytest.raises(ValueError, match="leading axis"):
         tasks = {"a": jnp.zeros(2), "b": jnp.zeros(3)}
         brax_tasks.BraxTaskFamily("halfcheetah", tasks, lambda *args: 0.0)
+
+
+NAN, INF = float("nan"), float("inf")
+BAD_FAMILY_ARGUMENTS = [
+    (lambda: brax_tasks.halfcheetah_vel(velocities=[NAN, 1.0]), "`velocities` must be finite"),
+    (lambda: brax_tasks.halfcheetah_vel(max_velocity=NAN), "`max_velocity` must be finite"),
+    (
+        lambda: brax_tasks.halfcheetah_mass(mass_scales=[NAN, 1.0]),
+        "`mass_scales` must be finite",
+    ),
+    (lambda: brax_tasks.ant_goal(radius=INF), "`radius` must be finite"),
+    (
+        lambda: brax_tasks.halfcheetah_vel(num_tasks=4, velocities=[1.0]),
+        "`velocities` has 1 values but num_tasks=4",
+    ),
+    (
+        lambda: brax_tasks.halfcheetah_mass(num_tasks=4, mass_scales=[1.0, 2.0]),
+        "`mass_scales` has 2 values but num_tasks=4",
+    ),
+    (
+        lambda: brax_tasks.BraxTaskFamily("nope", jnp.zeros(2), lambda *args: 0.0),
+        "unknown Brax environment 'nope'; registered: [",
+    ),
+    (
+        lambda: brax_tasks.BraxTaskFamily("halfcheetah", jnp.zeros(2), lambda *a: jnp.zeros(3)),
+        "`reward_fn` must return a scalar, got shape (3,)",
+    ),
+]
+
+
+@pytest.mark.parametrize("build, message", BAD_FAMILY_ARGUMENTS)
+def test_bad_family_arguments_are_named(build, message):
+    with pytest.raises(ValueError) as error:
+        build()
+    assert message in str(error.value)
+
+
+def test_per_task_lists_set_the_task_count():
+    assert brax_tasks.halfcheetah_vel(velocities=[0.5, 1.0, 2.0]).num_tasks == 3
+
+
+def test_pearl_ant_goal_and_sampled_task_sets():
+    from types import SimpleNamespace
+
+    from distral_jax.envs.wrappers import split_tasks
+
+    pearl = brax_tasks.ant_goal(num_tasks=60, definition="pearl", task_seed=1)
+    goals = np.asarray(pearl.tasks().goal)
+    radii = np.linalg.norm(goals, axis=-1)
+    # Uniform in the disk of radius 3: inside it, mean radius 2 (= 2R/3), not on the circle.
+    assert np.all(radii <= 3.0) and abs(radii.mean() - 2.0) < 0.25 and radii.std() > 0.4
+    again = brax_tasks.ant_goal(num_tasks=60, definition="pearl", task_seed=1)
+    np.testing.assert_array_equal(goals, np.asarray(again.tasks().goal))
+    # PEARL's reward: L1 distance and a control cost of 0.1.
+    nxt = SimpleNamespace(pipeline_state=SimpleNamespace(x=SimpleNamespace(pos=jnp.array(
+        [[1.0, 2.0, 0.5]]
+    ))))  # fmt: skip
+    task = brax_tasks.GoalTask(goal=jnp.array([0.5, -1.0]))
+    reward = pearl.reward_fn(None, nxt, jnp.ones(8), task)
+    np.testing.assert_allclose(reward, -(0.5 + 3.0) - 0.1 * 8, rtol=1e-6)
+    with pytest.raises(ValueError, match="`definition` must be 'circle' or 'pearl'"):
+        brax_tasks.ant_goal(definition="maml")
+
+    drawn = brax_tasks.halfcheetah_vel(num_tasks=20, task_seed=3)
+    velocities = np.asarray(drawn.tasks().target_velocity)
+    assert np.all((velocities >= 0) & (velocities <= 3.0)) and len(set(velocities)) == 20
+    train_set, test_set = split_tasks(drawn, num_test=5, seed=0)
+    assert (train_set.num_tasks, test_set.num_tasks) == (15, 5)
+    held_out = np.asarray(test_set.tasks().target_velocity)
+    seen = np.asarray(train_set.tasks().target_velocity)
+    assert not set(held_out) & set(seen)
+    assert sorted(np.concatenate([seen, held_out])) == sorted(velocities)
+    with pytest.raises(ValueError, match="`num_test` must be in"):
+        split_tasks(drawn, num_test=20)

@@ -44,6 +44,35 @@ same keys between ``reset`` and ``step``, as every Brax env does). Before each B
 incoming ``done`` is cleared, because some Brax envs (``halfcheetah``) copy it through instead
 of recomputing it. Actions are float32 vectors in [-1, 1] of size ``action_size``.
 
+Compared with the meta-RL tasks of the same names (MAML, Finn et al. 2017; PEARL, Rakelly et
+al. 2019), which run MuJoCo models through mujoco-py:
+
+  ===============  =====================================  ====================================
+  family           MAML / PEARL                           here, and why
+  ===============  =====================================  ====================================
+  simulator        MuJoCo (gym/rllab models)              Brax (``spring`` by default: the
+                                                          cheapest backend on CPU); Brax's own
+                                                          model files, so masses and gear
+                                                          ratios are Brax's, not the papers'
+  observation      qpos, qvel (+ torso position, + ant    Brax's: halfcheetah 17, ant 27 (29
+                   contact forces: PEARL's ant 113)       with x, y for ``ant_goal``); no
+                                                          contact forces (Brax computes none)
+  horizon          200 steps                              ``TrainConfig.episode_length`` (the
+                                                          ``--small`` profile uses 200)
+  task set         sampled: MAML cheetah-vel U[0, 2],     evenly spread (every task covered by
+                   PEARL U[0, 3]; PEARL ant-dir angles    N tasks), or sampled from the same
+                   U[0, 2π) or forward/backward; PEARL    kind of distribution with
+                   ant-goal uniform in the disk r ≤ 3     ``task_seed``; ``split_tasks`` makes
+                                                          train and held-out sets
+  ===============  =====================================  ====================================
+
+Rewards follow the papers' shapes (cheetah-vel ``−|v − v*| − 0.05 ‖a‖²``; ant-dir
+``⟨v, d⟩ − 0.5 ‖a‖² + 1``); ``ant_goal(definition="pearl")`` is PEARL's ant-goal (L1
+distance, control cost 0.1, goals uniform in the disk), the default ``"circle"`` this
+project's (L2 distance, control cost 0.05, goals on the circle, so every task is as hard).
+``halfcheetah_mass`` has no counterpart in either paper (PEARL's ``*-rand-params`` randomise
+the dynamics of hopper and walker).
+
 Families (registered in ``distral_jax.envs.registry``), all defaulting to the ``spring``
 backend, the cheapest on CPU (for halfcheetah, ``generalized`` and ``positional`` stepped 4x
 slower and compiled 2x longer):
@@ -63,6 +92,7 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable, Iterator, Sequence
+from typing import Literal
 
 import jax
 import jax.numpy as jnp
@@ -109,6 +139,11 @@ class BraxTaskFamily(TaskFamily):
         if not leaves or len(sizes) != 1 or None in sizes or 0 in sizes:
             raise ValueError(f"tasks must have leaves with one common leading axis, got {sizes}")
         if isinstance(env, str):
+            registered = sorted(getattr(brax_envs, "_envs", {}))
+            if registered and env not in registered:
+                raise ValueError(
+                    f"`env`: unknown Brax environment {env!r}; registered: {registered}"
+                )
             kwargs = dict(env_kwargs or {})
             if backend is not None:
                 kwargs["backend"] = backend
@@ -124,6 +159,16 @@ class BraxTaskFamily(TaskFamily):
         self.done_fn = done_fn
         self.sys_fn = sys_fn
         self._observation_size: int | None = None
+        self._check_reward_fn()
+
+    def _check_reward_fn(self) -> None:
+        """``reward_fn`` must give a scalar: traced on the first task (no simulation)."""
+        task = jax.tree_util.tree_map(lambda x: x[0], self._tasks)
+        state = jax.eval_shape(self.reset, jax.random.PRNGKey(0), task)
+        action = jax.ShapeDtypeStruct((self.action_size,), jnp.float32)
+        shape = jax.eval_shape(lambda s, a, t: self.step(s, a, t).reward, state, action, task).shape
+        if shape != ():
+            raise ValueError(f"`reward_fn` must return a scalar, got shape {shape}")
 
     @property
     def num_tasks(self) -> int:
@@ -203,7 +248,9 @@ class BraxTaskFamily(TaskFamily):
         )
         with self._env_for(task) as env:
             nxt = env.step(prev, action)
-        reward = jnp.asarray(self.reward_fn(prev, nxt, action, task), jnp.float32)
+        reward = jnp.squeeze(jnp.asarray(self.reward_fn(prev, nxt, action, task), jnp.float32))
+        if reward.shape != ():
+            raise ValueError(f"`reward_fn` must return a scalar, got shape {reward.shape}")
         if self.done_fn is None:
             done = nxt.done
         else:
@@ -263,18 +310,46 @@ def _spread(low: float, high: float, n: int) -> np.ndarray:
     return np.linspace(low, high, n) if n > 1 else np.array([(low + high) / 2.0])
 
 
-def _circle(n: int) -> np.ndarray:
-    angles = 2.0 * math.pi * np.arange(n) / n
+def _circle(n: int, task_seed: int | None = None) -> np.ndarray:
+    """Unit vectors at angles ``2π i / n``, or at angles drawn uniformly with ``task_seed``."""
+    if task_seed is None:
+        angles = 2.0 * math.pi * np.arange(n) / n
+    else:
+        angles = np.random.default_rng(task_seed).uniform(0.0, 2.0 * math.pi, n)
     return np.stack([np.cos(angles), np.sin(angles)], axis=-1)
 
 
-def _values(name: str, values: Sequence[float] | None, default: np.ndarray) -> jax.Array:
+def _disk(n: int, radius: float, task_seed: int) -> np.ndarray:
+    """``n`` points uniform in the disk of ``radius`` (PEARL's ant-goal distribution)."""
+    rng = np.random.default_rng(task_seed)
+    angles = rng.uniform(0.0, 2.0 * math.pi, n)
+    r = radius * np.sqrt(rng.uniform(0.0, 1.0, n))
+    return np.stack([r * np.cos(angles), r * np.sin(angles)], axis=-1)
+
+
+def _values(
+    name: str, values: Sequence[float] | None, default: np.ndarray, num_tasks: int | None = None
+) -> jax.Array:
+    """Per-task values: ``default`` unless given; finite, 1-D, one per task."""
     if values is None:
         return jnp.asarray(default, jnp.float32)
     array = np.asarray(values, np.float32)
     if array.ndim != 1 or array.size == 0:
-        raise ValueError(f"{name} must be a non-empty 1-D sequence, got {values!r}")
+        raise ValueError(f"`{name}` must be a non-empty 1-D sequence, got {values!r}")
+    if not np.isfinite(array).all():
+        raise ValueError(f"`{name}` must be finite, got {values!r}")
+    if num_tasks is not None and array.size != num_tasks:
+        raise ValueError(
+            f"`{name}` has {array.size} values but num_tasks={num_tasks}: give one per task, "
+            "or leave num_tasks out"
+        )
     return jnp.asarray(array)
+
+
+def _finite(**values: float) -> None:
+    for name, value in values.items():
+        if not np.isfinite(value):
+            raise ValueError(f"`{name}` must be finite, got {value!r}")
 
 
 # --------------------------------------------------------------------------------- dynamics edits
@@ -319,22 +394,33 @@ def mass_friction_sys_fn(sys: System, backend: str) -> SysFn:
 
 # --------------------------------------------------------------------------------- families
 def halfcheetah_vel(
-    num_tasks: int = 4,
+    num_tasks: int | None = None,
     backend: str = "spring",
     max_velocity: float = 3.0,
     velocities: Sequence[float] | None = None,
     ctrl_cost_weight: float = 0.05,
+    task_seed: int | None = None,
 ) -> BraxTaskFamily:
     """HalfCheetah running at a target speed: ``r = −|v_x − v*| − c ‖a‖²``.
 
     ``v_x`` is the torso's forward velocity over the step (the env's ``x_velocity`` metric),
     ``v*`` the task's target, spread evenly over ``[0, max_velocity]`` unless ``velocities``
-    is given; ``c = ctrl_cost_weight`` (0.05, as in the meta-RL literature's cheetah-vel). No
+    is given, or drawn from ``U[0, max_velocity]`` with ``task_seed`` (PEARL: ``U[0, 3]``);
+    ``c = ctrl_cost_weight`` (0.05, as in the meta-RL literature's cheetah-vel). No
     termination. A good policy scores about ``−0.3`` to ``−0.5`` per step; standing still
     scores ``−v*``.
+
+    Against the literature (table in the module docstring): same reward shape as MAML's and
+    PEARL's cheetah-vel; targets there are sampled (MAML ``U[0, 2]``, PEARL ``U[0, 3]``), here
+    evenly spread unless ``task_seed``; Brax halfcheetah (17 observations) instead of MuJoCo's.
     """
-    default = _spread(0.0, max_velocity, _check_num_tasks(num_tasks))
-    targets = _values("velocities", velocities, default)
+    _finite(max_velocity=max_velocity, ctrl_cost_weight=ctrl_cost_weight)
+    n = _check_num_tasks(4 if num_tasks is None else num_tasks)
+    if task_seed is None:
+        default = _spread(0.0, max_velocity, n)
+    else:
+        default = np.random.default_rng(task_seed).uniform(0.0, max_velocity, n)
+    targets = _values("velocities", velocities, default, num_tasks)
 
     def reward_fn(prev, nxt, action, task):
         speed_error = jnp.abs(nxt.metrics["x_velocity"] - task.target_velocity)
@@ -348,16 +434,24 @@ def ant_dir(
     backend: str = "spring",
     ctrl_cost_weight: float = 0.5,
     healthy_reward: float = 1.0,
+    task_seed: int | None = None,
 ) -> BraxTaskFamily:
     """Ant running in a direction: ``r = ⟨v_xy, d⟩ + r_alive − c ‖a‖² − contact cost``.
 
     ``v_xy`` is the torso's planar velocity over the step, ``d`` the task's unit direction
-    (angles ``2π i / N``), ``r_alive = healthy_reward`` and ``c = ctrl_cost_weight`` (Brax's Ant
+    (angles ``2π i / N``, or uniform in ``[0, 2π)`` with ``task_seed`` as in PEARL),
+    ``r_alive = healthy_reward`` and ``c = ctrl_cost_weight`` (Brax's Ant
     defaults, 1.0 and 0.5). Brax computes no contact forces for these backends, so its contact
     cost, included here, is 0. Episodes terminate when the torso leaves the healthy height range
     ``[0.2, 1.0]`` m, as in Ant.
+
+    Against the literature (table in the module docstring): PEARL's ant-dir has the same
+    reward terms, weights and termination, with a contact cost Brax does not compute and
+    directions forward/backward or uniform angles; MAML's ant-dir is forward/backward only.
+    Brax Ant observes 27 values (no contact forces).
     """
-    directions = jnp.asarray(_circle(_check_num_tasks(num_tasks)), jnp.float32)
+    _finite(ctrl_cost_weight=ctrl_cost_weight, healthy_reward=healthy_reward)
+    directions = jnp.asarray(_circle(_check_num_tasks(num_tasks), task_seed), jnp.float32)
 
     def reward_fn(prev, nxt, action, task):
         m = nxt.metrics
@@ -380,26 +474,47 @@ def ant_goal(
     num_tasks: int = 4,
     radius: float = 3.0,
     backend: str = "spring",
-    ctrl_cost_weight: float = 0.05,
+    ctrl_cost_weight: float | None = None,
     terminate_when_unhealthy: bool = False,
+    definition: Literal["circle", "pearl"] = "circle",
+    task_seed: int | None = None,
 ) -> BraxTaskFamily:
-    """Ant walking to a goal: ``r = −‖p_xy − g‖ − c ‖a‖²``.
+    """Ant walking to a goal: ``r = −dist(p_xy, g) − c ‖a‖²``.
 
-    ``p_xy`` is the torso's position after the step, ``g`` the task's goal on the circle of
-    ``radius`` metres (angles ``2π i / N``), ``c = ctrl_cost_weight``. The observation includes
-    the torso's x, y (Ant's ``exclude_current_positions_from_observation=False``): without them
-    the goal is not observable. There is no termination by default: with rewards that are all
-    negative, ending the episode by falling over would be a way to stop paying them. Standing
-    still scores about ``−radius`` per step; walking straight to the goal at speed ``v`` and
-    staying there costs about ``radius² / (2 v dt)`` in total (``dt = 0.05`` s).
+    ``p_xy`` is the torso's position after the step and ``g`` the task's goal. Two definitions:
+
+      * ``"circle"`` (default): L2 distance, ``c = 0.05``, goals on the circle of ``radius``
+        metres at angles ``2π i / N`` (uniform angles with ``task_seed``): every task is
+        equally far, so the tasks differ only in direction;
+      * ``"pearl"``: PEARL's ant-goal — L1 distance, ``c = 0.1``, goals uniform in the disk
+        of ``radius`` (3 m), drawn with ``task_seed`` (default 0). PEARL also subtracts a
+        contact cost, which Brax does not compute (0 here).
+
+    ``ctrl_cost_weight`` overrides ``c``. The observation includes the torso's x, y (Ant's
+    ``exclude_current_positions_from_observation=False``): without them the goal is not
+    observable. There is no termination by default: with rewards that are all negative, ending
+    the episode by falling over would be a way to stop paying them. Standing still scores about
+    ``−radius`` per step on the circle; walking straight to the goal at speed ``v`` and staying
+    there costs about ``radius² / (2 v dt)`` in total (``dt = 0.05`` s).
     """
+    if definition not in ("circle", "pearl"):
+        raise ValueError(f"`definition` must be 'circle' or 'pearl', got {definition!r}")
+    if ctrl_cost_weight is None:
+        ctrl_cost_weight = 0.05 if definition == "circle" else 0.1
+    _finite(radius=radius, ctrl_cost_weight=ctrl_cost_weight)
     if not radius > 0:
-        raise ValueError(f"radius must be positive, got {radius!r}")
-    goals = jnp.asarray(radius * _circle(_check_num_tasks(num_tasks)), jnp.float32)
+        raise ValueError(f"`radius` must be positive, got {radius!r}")
+    n = _check_num_tasks(num_tasks)
+    if definition == "pearl":
+        goals = _disk(n, radius, 0 if task_seed is None else task_seed)
+    else:
+        goals = radius * _circle(n, task_seed)
+    goals = jnp.asarray(goals, jnp.float32)
+    l1 = definition == "pearl"
 
     def reward_fn(prev, nxt, action, task):
-        xy = nxt.pipeline_state.x.pos[0, :2]
-        distance = jnp.sqrt(jnp.sum(jnp.square(xy - task.goal)))
+        offset = nxt.pipeline_state.x.pos[0, :2] - task.goal
+        distance = jnp.sum(jnp.abs(offset)) if l1 else jnp.sqrt(jnp.sum(jnp.square(offset)))
         return -distance - ctrl_cost_weight * jnp.sum(jnp.square(action))
 
     env_kwargs = {
@@ -410,25 +525,38 @@ def ant_goal(
 
 
 def halfcheetah_mass(
-    num_tasks: int = 4,
+    num_tasks: int | None = None,
     backend: str = "spring",
     mass_scales: Sequence[float] | None = None,
     friction_scales: Sequence[float] | None = None,
+    task_seed: int | None = None,
 ) -> BraxTaskFamily:
     """HalfCheetah running forward with per-task masses and friction (tasks differ in DYNAMICS).
 
     Reward: the env's own, ``r = v_x − 0.1 ‖a‖²``. By default the mass scales are spread
-    geometrically over ``[0.5, 2]`` and friction is unchanged; ``mass_scales`` and
-    ``friction_scales`` (same length, or one of them alone) override them. See
+    geometrically over ``[0.5, 2]`` (log-uniform draws with ``task_seed``) and friction is
+    unchanged; ``mass_scales`` and
+    ``friction_scales`` (same length, or one of them alone) override them. Neither MAML nor
+    PEARL has this task (PEARL randomises the dynamics of hopper and walker instead). See
     ``mass_friction_sys_fn`` for how the scales are applied on each backend.
     """
-    n = _check_num_tasks(num_tasks)
+    n = _check_num_tasks(4 if num_tasks is None else num_tasks)
+    given = num_tasks  # when given, the per-task lists must agree with it
     if mass_scales is not None:
-        n = len(mass_scales)
-    elif friction_scales is not None:
-        n = len(friction_scales)
-    masses = _values("mass_scales", mass_scales, np.geomspace(0.5, 2.0, n) if n > 1 else [1.0])
-    frictions = _values("friction_scales", friction_scales, np.ones(n))
+        masses = _values("mass_scales", mass_scales, np.ones(n), given)
+        n = masses.shape[0]
+    else:
+        masses = None
+    if friction_scales is not None:
+        frictions = _values("friction_scales", friction_scales, np.ones(n), given)
+        n = frictions.shape[0] if masses is None else n
+    else:
+        frictions = jnp.ones((n,), jnp.float32)
+    if masses is None and task_seed is not None:
+        log_masses = np.random.default_rng(task_seed).uniform(np.log(0.5), np.log(2.0), n)
+        masses = jnp.asarray(np.exp(log_masses), jnp.float32)
+    elif masses is None:
+        masses = jnp.asarray(np.geomspace(0.5, 2.0, n) if n > 1 else [1.0], jnp.float32)
     if masses.shape != frictions.shape:
         raise ValueError(
             f"mass_scales and friction_scales must have the same length, got "

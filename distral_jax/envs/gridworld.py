@@ -18,6 +18,10 @@ offsets the bonus only when c ≳ 1.39 / β (−0.05 rescues β = 10 with α = 0
 reaches the goal in time would be "optimal"). β scales like 1 / reward: multiply it by
 ``1 / goal_reward`` when rescaling the rewards.
 
+Literature. This is the project's version of the grid-world study of Teh et al. 2017, §4.1
+(tabular Distral, one goal per task); MAML and PEARL have no task of this kind. The layouts,
+goal placements and rewards here are this project's, documented above, not the paper's.
+
 Cells. Free cells are numbered ``0 .. S−1`` in row-major order of the map; ``(row, col)``
 coordinates are those of the ASCII map itself (row 0 is its first line, usually a wall).
 
@@ -314,6 +318,10 @@ def _per_task(value, num_tasks: int, what: str) -> np.ndarray:
 
 class GridWorld(TaskFamily):
     """A family of goal-reaching tasks on one grid (see the module docstring).
+
+    Actions are indices in ``[0, 4)``; an index outside that range is clipped to the nearest
+    move (0 or 3) rather than rejected, because a traced value cannot raise inside ``jit``. The
+    policies of this package only produce valid indices.
 
     Args:
       layout: a ``LAYOUTS`` name, an ASCII map, or a ``Layout``.

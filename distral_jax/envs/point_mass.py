@@ -41,6 +41,14 @@ in [−150, 0]. Measured mean returns over random starts, outer goals / central 
   * ``scripted_policy`` (go round the nearer end of the wall): ≈ −32 / −55; it reaches every
     goal, in 56–73 steps.
 
+Literature. PEARL's point-robot (Rakelly et al. 2019) is the nearest published task; this
+family differs on purpose: PEARL's robot moves by position control (steps of at most 0.1) in
+an empty plane, with goals in the unit square (``point-robot``) or on the unit half-circle
+(``sparse-point-robot``, reward only within 0.2 of the goal), observation = position (2), no
+termination. Here the mass is force-controlled with velocity in the observation (4), a wall
+makes every task share the skill of going round it (the transfer Distral is about), goals lie
+on an arc beyond the wall, and reaching the goal ends the episode.
+
 ``reference_returns(policy)`` measures these per task; a learner that beats the greedy return on
 the central goals has learned to go round the wall, and a fraction of the way from the random to
 the scripted return makes a success threshold.
@@ -116,6 +124,16 @@ class PointMassGoals(TaskFamily):
     ):
         if int(num_tasks) != num_tasks or num_tasks < 1:
             raise ValueError(f"num_tasks must be a positive integer, got {num_tasks!r}")
+        numbers = dict(
+            arena_size=arena_size,
+            success_radius=success_radius,
+            success_bonus=success_bonus,
+            ctrl_cost=ctrl_cost,
+            start_noise=start_noise,
+        )
+        for name, value in numbers.items():
+            if not np.isfinite(value):
+                raise ValueError(f"{name} must be finite, got {value!r}")
         if not arena_size > 0:
             raise ValueError(f"arena_size must be positive, got {arena_size!r}")
         if not 0 < success_radius < arena_size:

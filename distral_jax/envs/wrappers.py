@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from distral_jax.envs.base import PyTree, State, TaskFamily
 
@@ -82,7 +83,13 @@ class EpisodeLimit(Wrapper):
         info = dict(state.info)
         info["steps"] = jnp.zeros((), jnp.float32)
         info["truncation"] = jnp.zeros((), jnp.float32)
-        return state.replace(info=info)
+        # float32 reward and done from reset as from step: a bool or integer ``done`` would
+        # otherwise change the state's type inside ``scan``.
+        return state.replace(
+            info=info,
+            reward=jnp.asarray(state.reward, jnp.float32),
+            done=jnp.asarray(state.done, jnp.float32),
+        )
 
     def step(self, state: State, action: jax.Array, task: PyTree) -> State:
         steps = state.info["steps"] + 1.0
@@ -92,7 +99,11 @@ class EpisodeLimit(Wrapper):
         info = dict(state.info)
         info["steps"] = steps
         info["truncation"] = out_of_time * (1.0 - terminated)
-        return state.replace(info=info, done=jnp.maximum(terminated, out_of_time))
+        return state.replace(
+            info=info,
+            reward=jnp.asarray(state.reward, jnp.float32),
+            done=jnp.maximum(terminated, out_of_time),
+        )
 
 
 class AutoReset(Wrapper):
@@ -141,3 +152,41 @@ class AutoReset(Wrapper):
 def wrap_for_training(env: TaskFamily, episode_length: int) -> TaskFamily:
     """Time limit, then auto-reset: the wrapping every trainer in this package expects."""
     return AutoReset(EpisodeLimit(env, episode_length))
+
+
+class TaskSubset(Wrapper):
+    """The tasks ``indices`` of a family, as a family of their own (e.g. a held-out set).
+
+    Only ``tasks()`` and ``num_tasks`` change; helpers of the wrapped family that describe all
+    of its tasks (a grid world's ``tabular_model``, the point mass's ``reference_returns``)
+    still describe all of them.
+    """
+
+    def __init__(self, env: TaskFamily, indices):
+        super().__init__(env)
+        indices = np.asarray(indices, np.int64).reshape(-1)
+        if indices.size == 0 or indices.min() < 0 or indices.max() >= env.num_tasks:
+            raise ValueError(
+                f"`indices` must be non-empty task indices in [0, {env.num_tasks}), got "
+                f"{indices.tolist()}"
+            )
+        self.indices = indices
+
+    @property
+    def num_tasks(self) -> int:
+        return int(self.indices.size)
+
+    def tasks(self) -> PyTree:
+        return jax.tree_util.tree_map(lambda x: jnp.asarray(x)[self.indices], self.env.tasks())
+
+
+def split_tasks(env: TaskFamily, num_test: int, seed: int = 0) -> tuple[TaskSubset, TaskSubset]:
+    """A random split of a family's tasks into a training set and a held-out test set.
+
+    Draw the family's tasks from its distribution first (e.g. ``halfcheetah_vel(num_tasks=40,
+    task_seed=0)``), then ``train, test = split_tasks(family, num_test=10)``.
+    """
+    if not 0 < int(num_test) < env.num_tasks:
+        raise ValueError(f"`num_test` must be in [1, {env.num_tasks - 1}], got {num_test!r}")
+    order = np.random.default_rng(seed).permutation(env.num_tasks)
+    return TaskSubset(env, np.sort(order[num_test:])), TaskSubset(env, np.sort(order[:num_test]))
