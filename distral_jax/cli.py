@@ -146,12 +146,20 @@ class BraxOptions:
     """tasks drawn from the family's default task set"""
     backend: str | None = None
     """Brax backend (default: the family's, spring)"""
+    task_seed: int | None = None
+    """draw the tasks from the family's distribution with this seed (default: evenly spread)"""
 
     def build(self) -> TaskFamily:
         kwargs: dict[str, Any] = {"num_tasks": self.num_tasks}
         if self.backend is not None:
             kwargs["backend"] = self.backend
+        if self.task_seed is not None:
+            kwargs["task_seed"] = self.task_seed
+        kwargs.update(self.extra_kwargs())
         return registry.make_family(self.name, **kwargs)
+
+    def extra_kwargs(self) -> dict[str, Any]:
+        return {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,6 +181,11 @@ class AntGoalOptions(BraxOptions):
     """ant reaching goal positions (Brax)."""
 
     name: ClassVar[str] = "ant_goal"
+    definition: Literal["circle", "pearl"] = "circle"
+    """circle: goals on a circle, L2 distance; pearl: PEARL's ant-goal (disk, L1)"""
+
+    def extra_kwargs(self) -> dict[str, Any]:
+        return {"definition": self.definition}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -309,7 +322,8 @@ def _from_dict(tp: Any, data: Any, where: str) -> Any:
             return _from_dict(FAMILY_OPTIONS[data.pop("name")], data, where)
         if data is None and type(None) in members:
             return None
-        return data
+        others = [m for m in members if m is not type(None)]
+        return _coerce(others[0], data, where) if len(others) == 1 else data
     if dataclasses.is_dataclass(tp):
         if not isinstance(data, dict):
             raise ValueError(f"{where}: expected a mapping for {tp.__name__}, got {data!r}")
@@ -323,9 +337,39 @@ def _from_dict(tp: Any, data: Any, where: str) -> Any:
             )
         kwargs = {k: _from_dict(hints[k], v, f"{where}: {k}") for k, v in data.items()}
         return tp(**kwargs)
-    if typing.get_origin(tp) is tuple and isinstance(data, list):
-        return tuple(data)
-    return data
+    return _coerce(tp, data, where)
+
+
+def _coerce(tp: Any, value: Any, where: str) -> Any:
+    """A leaf value read from a file, checked against (and converted to) its annotated type."""
+    origin = typing.get_origin(tp)
+    if origin is Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            raise ValueError(f"{where}: must be one of {list(allowed)}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ValueError(f"{where}: expected a list, got {value!r}")
+        args = [a for a in typing.get_args(tp) if a is not Ellipsis]
+        return tuple(_coerce(args[0], v, where) for v in value) if args else tuple(value)
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}: expected true or false, got {value!r}")
+        return value
+    if tp in (int, float):
+        if isinstance(value, bool):
+            raise ValueError(f"{where}: expected a number, got {value!r}")
+        try:
+            number = tp(value)  # YAML reads 3e-4 as a string
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}: expected {tp.__name__}, got {value!r}") from None
+        if tp is int and isinstance(value, float) and number != value:
+            raise ValueError(f"{where}: expected an integer, got {value!r}")
+        return number
+    if tp is str and not isinstance(value, str):
+        raise ValueError(f"{where}: expected a string, got {value!r}")
+    return value
 
 
 def _strip_annotated(tp: Any) -> Any:
@@ -366,7 +410,7 @@ def parse(cls: type[T], argv: Sequence[str] | None = None, default: T | None = N
             description=description,
             config=(tyro.conf.CascadeSubcommandArgs,),
         )
-    except ValueError as error:
+    except (ValueError, TypeError) as error:
         print(f"{prog}: error: {error}", file=sys.stderr)
         raise SystemExit(2) from None
 

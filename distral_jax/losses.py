@@ -64,8 +64,7 @@ def _is_concrete(x) -> bool:
 def _arrays(*xs):
     """Lists, numpy arrays and scalars as jax arrays; tuples (Gaussian params) stay pytrees."""
     return tuple(
-        jnp.asarray(x) if isinstance(x, list) else jax.tree_util.tree_map(jnp.asarray, x)
-        for x in xs
+        tuple(jnp.asarray(v) for v in x) if isinstance(x, tuple) else jnp.asarray(x) for x in xs
     )
 
 
@@ -75,16 +74,15 @@ def check_alpha_beta(alpha: Numeric, beta: Numeric) -> None:
     The usual mistake is passing the costs (c_KL, c_Ent) where (α, β) belong: convert them
     with ``alpha_beta``.
     """
-    if _is_concrete(alpha) and np.ndim(alpha) == 0 and not 0.0 <= float(alpha) <= 1.0:
-        raise ValueError(
-            f"`alpha` must be in [0, 1], got {float(alpha)!r} (from costs, use "
-            "losses.alpha_beta(c_kl, c_ent))"
-        )
-    if _is_concrete(beta) and np.ndim(beta) == 0 and not float(beta) > 0.0:
-        raise ValueError(
-            f"`beta` must be > 0, got {float(beta)!r} (from costs, use "
-            "losses.alpha_beta(c_kl, c_ent))"
-        )
+    hint = "(from costs, use losses.alpha_beta(c_kl, c_ent))"
+    if _is_concrete(alpha):
+        a = np.asarray(alpha, np.float64)
+        if not np.all((a >= 0.0) & (a <= 1.0)):
+            raise ValueError(f"`alpha` must be in [0, 1], got {a.tolist()!r} {hint}")
+    if _is_concrete(beta):
+        b = np.asarray(beta, np.float64)
+        if not np.all(b > 0.0):
+            raise ValueError(f"`beta` must be > 0, got {b.tolist()!r} {hint}")
 
 
 # ----------------------------------------------------------------------------- building blocks

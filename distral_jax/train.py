@@ -198,9 +198,18 @@ class Trainer:
             self.config.episode_length,
         )
 
-    def make_policy(self, policy_params: PolicyParams, **kwargs) -> acting.Policy:
+    def make_policy(
+        self,
+        policy_params: PolicyParams,
+        deterministic: bool = False,
+        prior: bool = False,
+        task: int | None = None,
+        with_extras: bool = False,
+    ) -> acting.Policy:
         """``acting.make_policy`` with these networks: ``policy(obs [N, ..., O], key)``."""
-        return acting.make_policy(self.networks, policy_params, **kwargs)
+        return acting.make_policy(
+            self.networks, policy_params, deterministic, prior, task, with_extras
+        )
 
     def compile(self, keys: jax.Array, hparams: Hyperparams) -> CompiledRun:
         """Initial states of ``len(keys)`` runs and their AOT-compiled ``run``/``evaluate``.

@@ -8,8 +8,9 @@ These writers are such callables; ``progress_writer`` bundles several into one::
 
 Metrics are the trainer's: scalars, per-task arrays ``[N]`` and, for several vmapped runs,
 ``[runs, N]``. JSON lines keep them whole (arrays as lists); TensorBoard and W&B get scalars:
-an array is written element by element under ``<name>/task_<i>`` (``<name>/run_<r>/task_<i>``),
-with its task mean under ``<name>/mean`` unless the trainer reports one (``..._mean``).
+an array is written element by element under ``<name>/task_<i>`` (``<name>/run_<r>/task_<i>``
+for several vmapped runs), with its task mean under ``<name>/mean`` unless the trainer reports
+one (``..._mean``).
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ class Writer(Protocol):
 
 
 def _jsonable(value: Any) -> Any:
+    if value is None or isinstance(value, str):
+        return value
     array = np.asarray(value)
     if array.dtype.kind in "fc":
         # NaN (no episode ended, no success defined) and inf are not JSON: write null.
@@ -47,25 +50,32 @@ def _nan_to_none(x):
     return None if isinstance(x, float) and math.isnan(x) else x
 
 
-def scalars(metrics: Mapping[str, Any]) -> dict[str, float]:
-    """Flattens metrics to named scalars: arrays element by element (``name/task_i``), and the
-    task mean of per-task arrays (``name/mean``) where the metrics hold none."""
+def scalars(metrics: Mapping[str, Any], num_runs: int = 1) -> dict[str, float]:
+    """Flattens metrics to named scalars.
+
+    With one run, arrays are per task: ``name/task_i``, plus their task mean ``name/mean``
+    where the metrics hold none (``name_mean``). With ``num_runs > 1`` the first axis of every
+    array is the run: ``name/run_r`` and ``name/run_r/task_i``.
+    """
     out: dict[str, float] = {}
     for name, value in metrics.items():
         array = np.asarray(value)
-        if array.dtype.kind not in "fiub":
+        if array.dtype.kind not in "fiub" or array.ndim > 2:
             continue
         if array.ndim == 0:
             out[name] = float(array)
+        elif num_runs > 1:
+            for r, row in enumerate(array):
+                if np.ndim(row) == 0:
+                    out[f"{name}/run_{r}"] = float(row)
+                else:
+                    for i, v in enumerate(row):
+                        out[f"{name}/run_{r}/task_{i}"] = float(v)
         elif array.ndim == 1:
             for i, v in enumerate(array):
                 out[f"{name}/task_{i}"] = float(v)
             if f"{name}_mean" not in metrics and np.isfinite(array).any():
                 out[f"{name}/mean"] = float(np.nanmean(array))
-        elif array.ndim == 2:
-            for r, row in enumerate(array):
-                for i, v in enumerate(row):
-                    out[f"{name}/run_{r}/task_{i}"] = float(v)
     return out
 
 
@@ -93,14 +103,15 @@ class JsonlWriter:
 class TensorBoardWriter:
     """TensorBoard event files in ``logdir`` (``tensorboard --logdir <parent>`` shows them)."""
 
-    def __init__(self, logdir: str | Path):
+    def __init__(self, logdir: str | Path, num_runs: int = 1):
         from tensorboardX import SummaryWriter  # noqa: PLC0415 (optional at import time)
 
         self.logdir = Path(logdir)
+        self.num_runs = num_runs
         self._writer = SummaryWriter(logdir=str(self.logdir))
 
     def __call__(self, step: int, metrics: Mapping[str, Any]) -> None:
-        for tag, value in scalars(metrics).items():
+        for tag, value in scalars(metrics, self.num_runs).items():
             if math.isfinite(value):
                 self._writer.add_scalar(tag, value, global_step=int(step))
         self._writer.flush()
@@ -116,7 +127,8 @@ class WandbWriter:
       ImportError: ``wandb`` is not installed (``pip install wandb``).
     """
 
-    def __init__(self, project: str, name: str, config: Mapping[str, Any]):
+    def __init__(self, project: str, name: str, config: Mapping[str, Any], num_runs: int = 1):
+        self.num_runs = num_runs
         try:
             import wandb  # noqa: PLC0415
         except ImportError as error:
@@ -124,7 +136,7 @@ class WandbWriter:
         self._run = wandb.init(project=project, name=name, config=dict(config))
 
     def __call__(self, step: int, metrics: Mapping[str, Any]) -> None:
-        self._run.log(scalars(metrics), step=int(step))
+        self._run.log(scalars(metrics, self.num_runs), step=int(step))
 
     def close(self) -> None:
         self._run.finish()

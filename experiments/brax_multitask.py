@@ -125,7 +125,7 @@ class Study:
     small: bool = False
     """the CPU profile (about five minutes): same as --profile small"""
     profile: Literal["gpu", "point_mass", "small"] | None = None
-    """sizes and budget (default: point_mass for that family, else gpu, or small)"""
+    """sizes and budget (default: small with --small, point_mass for that family, else gpu)"""
     seeds: int = 1
     """runs per variant (vmapped; default: the profile's)"""
     train: Annotated[TrainConfig, tyro.conf.OmitArgPrefixes] = PROFILES["gpu"][0]
@@ -140,6 +140,8 @@ class Study:
     def __post_init__(self):
         if self.num_tasks < 1:
             raise ValueError(f"`num_tasks` must be >= 1, got {self.num_tasks}")
+        if self.train.variant != TrainConfig.variant:
+            raise ValueError("--variant is set per run: choose the variants with --variants")
         if self.seeds < 1:
             raise ValueError(f"`seeds` must be >= 1, got {self.seeds}")
 
@@ -150,9 +152,17 @@ def profile_defaults(argv: list[str]) -> Study:
     pre.add_argument("--family", default="halfcheetah_vel")
     pre.add_argument("--small", action="store_true")
     pre.add_argument("--profile", default=None, choices=sorted(PROFILES))
+    pre.add_argument("--config", default=None)
     known, _ = pre.parse_known_args(argv)
+    if known.config is not None and (known.small or known.profile):
+        print(
+            "brax_multitask.py: error: --small and --profile choose defaults; a --config file "
+            "holds its own: give one or the other",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
     name = known.profile or (
-        "point_mass" if known.family == "point_mass" else ("small" if known.small else "gpu")
+        "small" if known.small else ("point_mass" if known.family == "point_mass" else "gpu")
     )
     config, seeds = PROFILES[name]
     return Study(profile=name, seeds=seeds, train=config)

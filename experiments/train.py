@@ -42,13 +42,16 @@ def print_progress(step: int, metrics: dict) -> None:
 def run(launch: cli.Launch) -> Path:
     """Trains as ``launch`` says; returns the run folder."""
     env = launch.family.build()
+    if launch.tensorboard:
+        import tensorboardX  # noqa: F401, PLC0415 (fail before the run folder is made)
     run_dir = analysis.fresh_output_dir(Path(launch.runs_dir) / launch.run_name)
     cli.save(run_dir / "config.yaml", launch)
     writers = [JsonlWriter(run_dir / "metrics.jsonl")]
     if launch.tensorboard:
-        writers.append(TensorBoardWriter(run_dir))
+        writers.append(TensorBoardWriter(run_dir, num_runs=launch.num_runs))
     if launch.wandb:
-        writers.append(WandbWriter(launch.wandb_project, launch.run_name, cli.to_dict(launch)))
+        config = cli.to_dict(launch)
+        writers.append(WandbWriter(launch.wandb_project, launch.run_name, config, launch.num_runs))
     if not launch.quiet:
         writers.append(_Printer())
     start = time.perf_counter()

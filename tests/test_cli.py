@@ -107,6 +107,13 @@ BAD_COMMAND_LINES = [
     (lambda p: ["--config", _config_file(p, train__bogus=1)], "unknown key(s) ['bogus']"),
     (lambda p: ["--config", _config_file(p, family={"name": "nope"})], "unknown family 'nope'"),
     (lambda p: ["--config", _config_file(p, version=99)], "config version 99"),
+    (
+        lambda p: ["--config", _config_file(p, train__learner="sac")],
+        "must be one of ['a2c', 'ppo']",
+    ),
+    (lambda p: ["--config", _config_file(p, train__num_envs=2.5)], "expected an integer, got 2.5"),
+    (lambda p: ["--config", _config_file(p, train__seed="x")], "expected int, got 'x'"),
+    (lambda p: ["--config", _config_file(p, train__distill="yes")], "expected true or false"),
 ]
 
 
@@ -202,3 +209,18 @@ def test_help_lists_every_field_with_its_docstring(capsys):
         flag = flag.replace("--no-", "--")
         assert flag in text, flag
     assert "environments per task (E)" in text and "PPO's clipping ε" in text
+
+
+def test_yaml_numbers_written_by_hand_are_read_as_numbers(tmp_path):
+    path = tmp_path / "hand.yaml"
+    path.write_text("family:\n  name: point_mass\ntrain:\n  learning_rate: 3e-4\n  seed: 2\n")
+    launch = cli.load(path, cli.Launch)
+    assert launch.train.learning_rate == 3e-4 and launch.family == cli.PointMassOptions()
+
+
+def test_several_runs_are_named_by_run_not_by_task():
+    metrics = {"eval/episode_return": np.zeros((2, 3)), "eval/episode_return_mean": np.ones(2)}
+    names = writers.scalars(metrics, num_runs=2)
+    assert "eval/episode_return/run_1/task_2" in names
+    assert names["eval/episode_return_mean/run_1"] == 1.0
+    assert not any("task" in name for name in names if "_mean" in name)

@@ -147,6 +147,16 @@ def test_loss_inputs_are_checked_with_named_errors(changes, message):
     assert message in str(error.value)
 
 
+def test_gaussian_parameters_given_as_lists():
+    loc, scale = [[0.0, 0.0]] * T, [[1.0, 1.0]] * T
+    loss, _ = _ac_loss(
+        dist=distributions.gaussian(), pi_t=(loc, scale), pi0_t=(loc, scale), a_t=[[0.1, 0.2]] * T
+    )
+    assert np.isfinite(loss)
+    with pytest.raises(ValueError, match=r"`alpha` must be in \[0, 1\], got \[0.5, 2.0\]"):
+        losses.check_alpha_beta(np.array([0.5, 2.0]), 1.0)
+
+
 def test_losses_accept_lists_and_traced_hyperparameters():
     loss, _ = _ac_loss(r_t=[0.0] * T, a_t=[0, 1, 2, 0, 1])
     assert np.isfinite(loss)

@@ -415,6 +415,8 @@ def halfcheetah_vel(
     evenly spread unless ``task_seed``; Brax halfcheetah (17 observations) instead of MuJoCo's.
     """
     _finite(max_velocity=max_velocity, ctrl_cost_weight=ctrl_cost_weight)
+    if task_seed is not None and velocities is not None:
+        raise ValueError("give `velocities` or `task_seed` (to draw them), not both")
     n = _check_num_tasks(4 if num_tasks is None else num_tasks)
     if task_seed is None:
         default = _spread(0.0, max_velocity, n)
@@ -540,6 +542,8 @@ def halfcheetah_mass(
     PEARL has this task (PEARL randomises the dynamics of hopper and walker instead). See
     ``mass_friction_sys_fn`` for how the scales are applied on each backend.
     """
+    if task_seed is not None and mass_scales is not None:
+        raise ValueError("give `mass_scales` or `task_seed` (to draw them), not both")
     n = _check_num_tasks(4 if num_tasks is None else num_tasks)
     given = num_tasks  # when given, the per-task lists must agree with it
     if mass_scales is not None:
