@@ -38,23 +38,23 @@ from distral_jax.envs.base import TaskFamily
 from distral_jax.envs.point_mass import PointMassGoals
 from distral_jax.networks import make_networks
 
+# What every profile shares: PPO on normalised observations, 20-step unrolls.
+_PPO = TrainConfig(
+    learner="ppo", beta=100.0, gamma=0.97, normalize_observations=True, unroll_length=20
+)
+
 # Profile -> (configuration, seeds). Flags override any field.
 PROFILES: dict[str, tuple[TrainConfig, int]] = {
     # Sized for one GPU: thousands of environments per update.
     "gpu": (
-        TrainConfig(
-            learner="ppo",
-            beta=100.0,
-            gamma=0.97,
-            normalize_observations=True,
+        _PPO.replace(
             num_envs=512,
-            unroll_length=20,
-            total_env_steps=20000000,
+            total_env_steps=20_000_000,
             episode_length=1000,
-            eval_every=1000000,
+            eval_every=1_000_000,
             eval_envs=16,
             hidden_sizes=(64, 64),
-            learning_rate=0.0003,
+            learning_rate=3e-4,
             ppo_minibatches=8,
             iterations_per_call=10,
         ),
@@ -62,19 +62,16 @@ PROFILES: dict[str, tuple[TrainConfig, int]] = {
     ),
     # The pure-JAX point mass (settings of tests/test_ppo.py): about a minute per variant.
     "point_mass": (
-        TrainConfig(
-            learner="ppo",
+        _PPO.replace(
             beta=50.0,
             gamma=0.95,
-            normalize_observations=True,
             num_envs=16,
-            unroll_length=20,
-            total_env_steps=307200,
+            total_env_steps=307_200,
             episode_length=100,
-            eval_every=25600,
+            eval_every=25_600,
             eval_envs=16,
             hidden_sizes=(32,),
-            learning_rate=0.01,
+            learning_rate=1e-2,
             ppo_minibatches=4,
             iterations_per_call=20,
         ),
@@ -82,19 +79,14 @@ PROFILES: dict[str, tuple[TrainConfig, int]] = {
     ),
     # A few minutes per variant on a 2-core CPU: short episodes, few environments.
     "small": (
-        TrainConfig(
-            learner="ppo",
-            beta=100.0,
-            gamma=0.97,
-            normalize_observations=True,
+        _PPO.replace(
             num_envs=16,
-            unroll_length=20,
-            total_env_steps=384000,
+            total_env_steps=384_000,
             episode_length=200,
-            eval_every=96000,
+            eval_every=96_000,
             eval_envs=4,
             hidden_sizes=(32, 32),
-            learning_rate=0.001,
+            learning_rate=1e-3,
             ppo_minibatches=4,
             iterations_per_call=25,
         ),
