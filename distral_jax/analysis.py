@@ -85,18 +85,21 @@ def fresh_output_dir(path: str | Path) -> Path:
 
 def write_json(path: Path, payload: Mapping) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(_jsonable(payload), indent=2, sort_keys=False) + "\n")
+    path.write_text(json.dumps(jsonable(payload), indent=2, sort_keys=False) + "\n")
 
 
-def _jsonable(x):
+def jsonable(x):
+    """Plain JSON data from metrics: arrays (numpy or jax) as lists, NaN and inf as null."""
     if isinstance(x, Mapping):
-        return {str(k): _jsonable(v) for k, v in x.items()}
+        return {str(k): jsonable(v) for k, v in x.items()}
     if isinstance(x, (list, tuple)):
-        return [_jsonable(v) for v in x]
-    if isinstance(x, np.ndarray):
-        return _jsonable(x.tolist())
+        return [jsonable(v) for v in x]
+    if hasattr(x, "__array__") and not isinstance(x, np.generic):
+        return jsonable(np.asarray(x).tolist())
     if isinstance(x, (np.floating, float)):
         return None if not np.isfinite(x) else float(x)
+    if isinstance(x, (np.bool_, bool)):
+        return bool(x)
     if isinstance(x, np.integer):
         return int(x)
     return x

@@ -24,30 +24,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from distral_jax.analysis import jsonable
+
 
 class Writer(Protocol):
     def __call__(self, step: int, metrics: Mapping[str, Any]) -> None: ...
 
     def close(self) -> None: ...
-
-
-def _jsonable(value: Any) -> Any:
-    if value is None or isinstance(value, str):
-        return value
-    array = np.asarray(value)
-    if array.dtype.kind in "fc":
-        # NaN (no episode ended, no success defined) and inf are not JSON: write null.
-        out = np.where(np.isfinite(array), array, np.nan).astype(np.float64).tolist()
-        return _nan_to_none(out)
-    if array.dtype.kind in "iub":
-        return array.tolist()
-    return str(value)
-
-
-def _nan_to_none(x):
-    if isinstance(x, list):
-        return [_nan_to_none(v) for v in x]
-    return None if isinstance(x, float) and math.isnan(x) else x
 
 
 def scalars(metrics: Mapping[str, Any], num_runs: int = 1) -> dict[str, float]:
@@ -92,7 +75,7 @@ class JsonlWriter:
 
     def __call__(self, step: int, metrics: Mapping[str, Any]) -> None:
         record = {"step": int(step)}
-        record.update({name: _jsonable(value) for name, value in metrics.items()})
+        record.update({name: jsonable(value) for name, value in metrics.items()})
         self._file.write(json.dumps(record) + "\n")
         self._file.flush()
 
