@@ -104,6 +104,7 @@ from brax.envs.base import State as BraxState
 from flax import struct
 
 from distral_jax.envs.base import PyTree, State, TaskFamily
+from distral_jax.envs.checks import check_family
 
 RewardFn = Callable[[BraxState, BraxState, jax.Array, PyTree], jax.Array]
 DoneFn = Callable[[BraxState, BraxState, jax.Array, PyTree], jax.Array]
@@ -159,16 +160,9 @@ class BraxTaskFamily(TaskFamily):
         self.done_fn = done_fn
         self.sys_fn = sys_fn
         self._observation_size: int | None = None
-        self._check_reward_fn()
-
-    def _check_reward_fn(self) -> None:
-        """``reward_fn`` must give a scalar: traced on the first task (no simulation)."""
-        task = jax.tree_util.tree_map(lambda x: x[0], self._tasks)
-        state = jax.eval_shape(self.reset, jax.random.PRNGKey(0), task)
-        action = jax.ShapeDtypeStruct((self.action_size,), jnp.float32)
-        shape = jax.eval_shape(lambda s, a, t: self.step(s, a, t).reward, state, action, task).shape
-        if shape != ():
-            raise ValueError(f"`reward_fn` must return a scalar, got shape {shape}")
+        # Traced once here (no simulation): a reward_fn that is not scalar fails in ``step``,
+        # and the rest of the family contract is checked at the same time.
+        check_family(self)
 
     @property
     def num_tasks(self) -> int:

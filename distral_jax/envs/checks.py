@@ -7,6 +7,9 @@ the method and the field, instead of a shape error deep inside ``jit``, ``vmap``
 
 from __future__ import annotations
 
+import contextlib
+import weakref
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -18,6 +21,10 @@ class FamilyError(ValueError):
     """A task family breaks the ``TaskFamily`` contract."""
 
 
+# Families that passed: a family checked at construction is not traced again by the trainer.
+_PASSED: weakref.WeakSet = weakref.WeakSet()
+
+
 def check_family(env: TaskFamily) -> None:
     """Checks the contract of ``env`` on its first task; raises ``FamilyError`` on a breach.
 
@@ -27,6 +34,9 @@ def check_family(env: TaskFamily) -> None:
     ``done``, and the same state structure (every leaf of the same shape and dtype, ``reward``
     and ``done`` aside: the time-limit wrapper casts those to float32).
     """
+    with contextlib.suppress(TypeError):  # an unhashable family is checked every time
+        if env in _PASSED:
+            return
     name = type(env.unwrapped).__name__
 
     def fail(method: str, field: str, message: str):
@@ -74,6 +84,8 @@ def check_family(env: TaskFamily) -> None:
             continue
         if after[key] != spec:
             fail("step", f"state{key}", f"is {after[key]} after step but {spec} after reset")
+    with contextlib.suppress(TypeError):
+        _PASSED.add(env)
 
 
 def _check_state(fail, method: str, state, observation_size: int) -> None:
