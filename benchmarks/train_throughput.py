@@ -20,7 +20,7 @@ import numpy as np
 
 from distral_jax.configs import TrainConfig
 from distral_jax.envs.gridworld import GridWorld, spread_goals
-from distral_jax.train import Trainer
+from distral_jax.trainer import Trainer
 
 
 def measure(

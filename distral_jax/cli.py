@@ -304,10 +304,15 @@ def load(path: str | Path, cls: type[T]) -> T:
             f"--config {path}: written by config version {version}; this version reads "
             f"{CONFIG_VERSION}"
         )
-    return _from_dict(cls, data, f"--config {path}")
+    return from_dict(cls, data, f"--config {path}")
 
 
-def _from_dict(tp: Any, data: Any, where: str) -> Any:
+def from_dict(tp: Any, data: Any, where: str) -> Any:
+    """Plain data (``to_dict``'s, or a file's) -> ``tp``, each value checked against its type.
+
+    Raises:
+      ValueError: unknown keys or values of the wrong type, named after ``where``.
+    """
     tp = _strip_annotated(tp)
     if _is_union(tp):
         members = [_strip_annotated(m) for m in typing.get_args(tp)]
@@ -319,7 +324,7 @@ def _from_dict(tp: Any, data: Any, where: str) -> Any:
                     f"{where}: unknown family {got!r}; allowed names: {sorted(FAMILY_OPTIONS)}"
                 )
             data = dict(data)
-            return _from_dict(FAMILY_OPTIONS[data.pop("name")], data, where)
+            return from_dict(FAMILY_OPTIONS[data.pop("name")], data, where)
         if data is None and type(None) in members:
             return None
         others = [m for m in members if m is not type(None)]
@@ -335,7 +340,7 @@ def _from_dict(tp: Any, data: Any, where: str) -> Any:
                 f"{where}: unknown key(s) {unknown} for {tp.__name__} (a config of another "
                 f"version?); known keys: {sorted(fields)}"
             )
-        kwargs = {k: _from_dict(hints[k], v, f"{where}: {k}") for k, v in data.items()}
+        kwargs = {k: from_dict(hints[k], v, f"{where}: {k}") for k, v in data.items()}
         return tp(**kwargs)
     return _coerce(tp, data, where)
 

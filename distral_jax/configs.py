@@ -192,6 +192,9 @@ class TrainConfig:
       ppo_clip: PPO's clipping ε, in (0, 1).
       normalize_observations: running mean/std normalisation of observations (shared by tasks).
       seed: PRNG seed.
+      checkpoint_every: env steps between checkpoints when ``train`` is given a checkpoint
+        directory (rounded up to whole jitted calls; the end of the run is always saved).
+      keep_checkpoints: how many of the newest checkpoints to keep.
     """
 
     variant: str = "distral_klent_2col"
@@ -221,6 +224,8 @@ class TrainConfig:
     ppo_clip: float = 0.2
     normalize_observations: bool = False
     seed: int = 0
+    checkpoint_every: int = 1_000_000
+    keep_checkpoints: int = 3
 
     def __post_init__(self):
         allowed = sorted(VARIANTS) + ["custom"]
@@ -248,6 +253,8 @@ class TrainConfig:
             "eval_envs",
             "ppo_epochs",
             "ppo_minibatches",
+            "checkpoint_every",
+            "keep_checkpoints",
         ):
             value = getattr(self, name)
             _require(isinstance(value, int) and value > 0, name, "a positive integer", value)

@@ -47,6 +47,8 @@ NON_DEFAULT = dict(
     ppo_clip=0.3,
     normalize_observations=True,
     seed=7,
+    checkpoint_every=12_345,
+    keep_checkpoints=5,
 )
 
 

@@ -13,7 +13,8 @@ from distral_jax.envs.bandit import MultiTaskBandit
 from distral_jax.envs.checks import FamilyError, check_family
 from distral_jax.envs.point_mass import PointMassGoals
 from distral_jax.networks import make_networks
-from distral_jax.train import Trainer, train
+from distral_jax.train import train
+from distral_jax.trainer import Trainer
 
 REWARDS = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5]])
 

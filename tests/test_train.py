@@ -13,7 +13,8 @@ from distral_jax.envs.bandit import MultiTaskBandit, distral_fixed_point
 from distral_jax.envs.base import State, TaskFamily, batch_reset, batch_step, task_slice
 from distral_jax.envs.gridworld import GridWorld
 from distral_jax.envs.point_mass import PointMassGoals
-from distral_jax.train import Trainer, train
+from distral_jax.train import train
+from distral_jax.trainer import Trainer
 
 # Two 2x2 rooms and a doorway: big enough for the 2-column prior to matter, small enough to
 # compile and learn in seconds.

@@ -1,0 +1,397 @@
+"""Checkpoints of training runs (Orbax), resumed exactly, and trained policies loaded from them.
+
+A checkpoint directory holds one run (``train(..., checkpoint_dir=...)``): one Orbax step folder
+per save, named by the environment steps done, each with three items::
+
+    <checkpoint_dir>/<env_steps>/state      the TrainState of every vmapped run (arrays, sharded
+                                            as they were on the devices that saved them)
+    <checkpoint_dir>/<env_steps>/host       what the host loop needs to continue identically:
+                                            the evaluation key, counters, the metrics history
+    <checkpoint_dir>/<env_steps>/run        what the run is: its TrainConfig, task family, number
+                                            of runs and hyperparameters (checked on resume)
+    <checkpoint_dir>/<env_steps>/checksums.json   SHA-256 of every file above
+
+Orbax writes each step into a temporary folder and renames it when complete, so a save cut short
+(a killed process) is never mistaken for a checkpoint. It does not detect a file damaged after
+the fact (a flipped bit decodes to other numbers), hence the checksums: a mismatch is an error
+naming the file. A step whose checksums were not yet written when the process died is complete
+by Orbax's rename and is loaded unverified.
+
+``load_policy`` gives the trained policies back without the trainer.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import functools
+import hashlib
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+from distral_jax import acting, cli
+from distral_jax.acting import PolicyParams
+from distral_jax.configs import Hyperparams, TrainConfig
+from distral_jax.envs.base import TaskFamily
+from distral_jax.learners.base import Metrics
+from distral_jax.trainer import Trainer, TrainState
+
+FORMAT = 1
+CHECKSUMS = "checksums.json"
+# Config fields a resumed run may change: its budget (to extend a run) and the checkpointing.
+RESUMABLE_FIELDS = ("total_env_steps", "checkpoint_every", "keep_checkpoints")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used: another run's, damaged, or missing."""
+
+
+# ----------------------------------------------------------------------------- what a run is
+
+
+def run_signature(
+    env: TaskFamily, config: TrainConfig, num_runs: int, hparams: Hyperparams
+) -> dict[str, Any]:
+    """What identifies a run: a resumed run must match its checkpoint in all of it.
+
+    Args:
+      env: the task family (its type, sizes and task parameters count).
+      config: the run's configuration.
+      num_runs: vmapped runs.
+      hparams: traced hyperparameters ``[num_runs]``.
+    """
+    tasks = jax.tree_util.tree_leaves(env.tasks())
+    digest = hashlib.sha256()
+    for leaf in tasks:
+        leaf = np.asarray(leaf)
+        digest.update(f"{leaf.dtype}{leaf.shape}".encode())
+        digest.update(np.ascontiguousarray(leaf).tobytes())
+    signature = {
+        "format": FORMAT,
+        "family": {
+            "type": f"{type(env).__module__}.{type(env).__qualname__}",
+            "num_tasks": int(env.num_tasks),
+            "observation_size": int(env.observation_size),
+            "action_size": int(env.action_size),
+            "discrete": bool(env.discrete),
+            "task_parameters_sha256": digest.hexdigest(),
+        },
+        "num_runs": int(num_runs),
+        "config": cli.to_dict(config),
+        "hparams": {k: np.asarray(v).tolist() for k, v in dataclasses.asdict(hparams).items()},
+    }
+    return json.loads(json.dumps(signature))  # the form it has when read back
+
+
+def signature_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """``"config.variant: 'a3c' in the checkpoint, 'distral_klent_2col' now"`` for each field
+    that differs, ignoring ``RESUMABLE_FIELDS``."""
+    ignored = {f"config.{name}" for name in RESUMABLE_FIELDS}
+    flat_saved, flat_current = _flatten(saved), _flatten(current)
+    out = []
+    for name in sorted(set(flat_saved) | set(flat_current)):
+        if name in ignored:
+            continue
+        a, b = flat_saved.get(name, "<absent>"), flat_current.get(name, "<absent>")
+        if a != b:
+            out.append(f"{name}: {a!r} in the checkpoint, {b!r} now")
+    return out
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(tree, dict):
+        out = {}
+        for k, v in tree.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: tree}
+
+
+# ----------------------------------------------------------------------------- host state
+
+
+@dataclasses.dataclass
+class HostState:
+    """What the host loop carries between jitted calls (saved with every checkpoint).
+
+    Attributes:
+      env_steps: environment steps done (all tasks and environments of one run).
+      calls: jitted ``run`` calls done.
+      eval_key: the evaluation PRNG key, ``[2]`` uint32.
+      train_time_s: seconds spent in ``run`` calls (for the steps-per-second figures).
+      history: ``(env_steps, metrics)`` of every evaluation, as given to ``progress_fn``.
+    """
+
+    env_steps: int
+    calls: int
+    eval_key: np.ndarray
+    train_time_s: float
+    history: list[tuple[int, Metrics]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "env_steps": self.env_steps,
+            "calls": self.calls,
+            "eval_key": np.asarray(self.eval_key).tolist(),
+            "train_time_s": self.train_time_s,
+            "history": [[step, encode_metrics(m)] for step, m in self.history],
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> HostState:
+        return cls(
+            env_steps=int(data["env_steps"]),
+            calls=int(data["calls"]),
+            eval_key=np.asarray(data["eval_key"], np.uint32),
+            train_time_s=float(data["train_time_s"]),
+            history=[(int(step), decode_metrics(m)) for step, m in data["history"]],
+        )
+
+
+def encode_metrics(metrics: Metrics) -> dict[str, Any]:
+    """Metrics as JSON that decodes bit for bit: arrays as base64 bytes with dtype and shape."""
+    out: dict[str, Any] = {}
+    for name, value in metrics.items():
+        if isinstance(value, (bool, int)) and not isinstance(value, np.generic):
+            out[name] = value
+        elif isinstance(value, float) and not isinstance(value, np.generic):
+            out[name] = {"float": repr(value)}  # repr round-trips, NaN and inf included
+        else:
+            array = np.ascontiguousarray(np.asarray(value))
+            out[name] = {
+                "dtype": array.dtype.str,
+                "shape": list(array.shape),
+                "data": base64.b64encode(array.tobytes()).decode("ascii"),
+            }
+    return out
+
+
+def decode_metrics(data: dict[str, Any]) -> Metrics:
+    """The inverse of ``encode_metrics``."""
+    out: Metrics = {}
+    for name, value in data.items():
+        if not isinstance(value, dict):
+            out[name] = value
+        elif "float" in value:
+            out[name] = float(value["float"])
+        else:
+            raw = base64.b64decode(value["data"])
+            out[name] = np.frombuffer(raw, np.dtype(value["dtype"])).reshape(value["shape"])
+    return out
+
+
+# ----------------------------------------------------------------------------- the directory
+
+
+class RunCheckpoints:
+    """One run's checkpoint directory: Orbax's manager plus the run's signature and checksums.
+
+    Args:
+      directory: the folder (created on the first save); a file there is an error.
+      keep: how many steps to keep (older ones are deleted after a newer save completes).
+      read_only: open an existing directory without saving or deleting anything.
+    """
+
+    def __init__(self, directory: str | os.PathLike, keep: int = 3, read_only: bool = False):
+        self.directory = Path(directory).expanduser().absolute()
+        if self.directory.exists() and not self.directory.is_dir():
+            raise CheckpointError(f"`checkpoint_dir` {str(self.directory)!r} is a file")
+        if read_only and not self.directory.is_dir():
+            raise CheckpointError(f"`checkpoint_dir` {str(self.directory)!r} does not exist")
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep,
+            create=not read_only,
+            read_only=read_only,
+            cleanup_tmp_directories=not read_only,
+        )
+        self._manager = ocp.CheckpointManager(
+            self.directory, options=options, item_names=("state", "host", "run")
+        )
+        self._pending: int | None = None  # a step saved asynchronously, not yet checksummed
+
+    def latest_step(self) -> int | None:
+        """The newest complete step, ``None`` for an empty or absent directory."""
+        return self._manager.latest_step()
+
+    def read_run(self, step: int) -> dict[str, Any]:
+        """The ``run`` item (the run's signature) of a step."""
+        self.verify(step)
+        restored = self._restore(step, ocp.args.Composite(run=ocp.args.JsonRestore()))
+        return restored.run
+
+    def check_run(self, signature: dict[str, Any]) -> int | None:
+        """The step to resume from, after checking that the checkpoint is of this run.
+
+        Raises:
+          CheckpointError: the directory holds a checkpoint of another run (each differing
+            field named) or a damaged one.
+        """
+        step = self.latest_step()
+        if step is None:
+            return None
+        saved = self.read_run(step)
+        differences = signature_differences(saved, signature)
+        if differences:
+            raise CheckpointError(
+                f"`checkpoint_dir` {str(self.directory)!r} holds a checkpoint of a different run "
+                f"(step {step}): " + "; ".join(differences) + ". Use another directory, or "
+                "delete this one to start over."
+            )
+        return step
+
+    def restore(self, step: int, like: TrainState) -> tuple[TrainState, HostState]:
+        """The state (placed as ``like``'s arrays are) and the host state saved at ``step``."""
+        self.verify(step)
+        target = jax.tree_util.tree_map(
+            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), like
+        )
+        restored = self._restore(
+            step,
+            ocp.args.Composite(state=ocp.args.StandardRestore(target), host=ocp.args.JsonRestore()),
+        )
+        return restored.state, HostState.from_json(restored.host)
+
+    def save(self, state: TrainState, host: HostState, signature: dict[str, Any]) -> None:
+        """Starts saving ``state`` at ``host.env_steps``; the files are written in the background.
+
+        The state is copied off the devices before this returns, so the caller may donate its
+        buffers to the next jitted call.
+        """
+        self._finish_pending()
+        self._manager.save(
+            host.env_steps,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(state),
+                host=ocp.args.JsonSave(host.to_json()),
+                run=ocp.args.JsonSave(signature),
+            ),
+        )
+        self._pending = host.env_steps
+
+    def has_step(self, step: int) -> bool:
+        return step in self._manager.all_steps()
+
+    def close(self) -> None:
+        """Waits for the last save, checksums it and releases the manager."""
+        self._finish_pending()
+        self._manager.close()
+
+    # -- checksums
+
+    def _finish_pending(self) -> None:
+        self._manager.wait_until_finished()
+        if self._pending is not None and jax.process_index() == 0:
+            step_dir = self.directory / str(self._pending)
+            if step_dir.is_dir():  # not already deleted by max_to_keep
+                sums = {str(f.relative_to(step_dir)): _sha256(f) for f in _files(step_dir)}
+                tmp = step_dir / f".{CHECKSUMS}.tmp"
+                tmp.write_text(json.dumps(sums, indent=1, sort_keys=True))
+                os.replace(tmp, step_dir / CHECKSUMS)
+        self._pending = None
+
+    def verify(self, step: int) -> None:
+        """Checks every file of a step against its checksums.
+
+        Raises:
+          CheckpointError: a file is missing or differs, named with its path.
+        """
+        step_dir = self.directory / str(step)
+        manifest = step_dir / CHECKSUMS
+        if not manifest.is_file():
+            return  # saved, but the process ended before checksumming: complete, unverified
+        try:
+            sums = json.loads(manifest.read_text())
+        except (OSError, ValueError) as error:
+            raise CheckpointError(f"checkpoint file {manifest} is damaged: {error}") from None
+        for name, expected in sums.items():
+            path = step_dir / name
+            if not path.is_file():
+                raise CheckpointError(f"checkpoint file {path} is missing")
+            if _sha256(path) != expected:
+                raise CheckpointError(
+                    f"checkpoint file {path} is damaged (its SHA-256 differs from the one "
+                    f"recorded when it was saved). Delete {step_dir} to resume from an earlier "
+                    "step."
+                )
+
+    def _restore(self, step: int, args: ocp.args.Composite) -> Any:
+        try:
+            return self._manager.restore(step, args=args)
+        except Exception as error:  # noqa: BLE001 (Orbax and TensorStore raise many types)
+            raise CheckpointError(
+                f"checkpoint {self.directory / str(step)} cannot be read: "
+                f"{type(error).__name__}: {error}"
+            ) from error
+
+
+def _files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name != CHECKSUMS)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ----------------------------------------------------------------------------- policies
+
+
+def load_policy(
+    checkpoint_dir: str | os.PathLike, env: TaskFamily, step: int | None = None
+) -> tuple[Callable[..., acting.Policy], PolicyParams]:
+    """The trained policies of a checkpoint, ready to act; no trainer state is kept.
+
+    Args:
+      checkpoint_dir: a directory written by ``train(..., checkpoint_dir=...)``.
+      env: the task family the run trained on (checked against the checkpoint).
+      step: which saved step (default: the latest).
+    Returns:
+      ``(make_policy, policy_params)`` as ``train`` returns them: ``make_policy(policy_params,
+      deterministic=False, prior=False, task=None)`` gives ``policy(obs, key) -> action``;
+      ``policy_params`` has a leading run axis when the run vmapped several.
+    Raises:
+      CheckpointError: no checkpoint there, one of another family, or a damaged one.
+    """
+    checkpoints = RunCheckpoints(checkpoint_dir, read_only=True)
+    if step is None:
+        step = checkpoints.latest_step()
+        if step is None:
+            raise CheckpointError(f"`checkpoint_dir` {str(checkpoint_dir)!r} holds no checkpoint")
+    elif not checkpoints.has_step(step):
+        raise CheckpointError(f"`step` {step} is not in {str(checkpoint_dir)!r}")
+    saved = checkpoints.read_run(step)
+    if saved.get("format") != FORMAT:
+        raise CheckpointError(f"checkpoint format {saved.get('format')!r}; this version reads 1")
+    config = cli.from_dict(TrainConfig, saved["config"], f"checkpoint {checkpoint_dir}")
+    num_runs = saved["num_runs"]
+    hparams = Hyperparams(**{k: np.asarray(v, np.float32) for k, v in saved["hparams"].items()})
+    family = run_signature(env, config, num_runs, hparams)["family"]
+    differences = signature_differences({"family": saved["family"]}, {"family": family})
+    if differences:
+        raise CheckpointError(
+            f"`env` is not the family the checkpoint in {str(checkpoint_dir)!r} trained on: "
+            + "; ".join(differences)
+        )
+    trainer = Trainer(env, config)
+    keys = jax.random.split(jax.random.PRNGKey(config.seed), num_runs)
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    like = jax.tree_util.tree_map(
+        lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
+        jax.eval_shape(jax.vmap(trainer.init), keys, hparams),
+    )
+    state, _ = checkpoints.restore(step, like)
+    checkpoints.close()
+    policy_params = state.policy_params
+    if num_runs == 1:
+        policy_params = jax.tree_util.tree_map(lambda x: x[0], policy_params)
+    return functools.partial(acting.make_policy, trainer.networks), policy_params

@@ -1,0 +1,292 @@
+"""The trainer: the training state and the jitted programs (acting -> learner), device-placed.
+
+One iteration, in one compiled program (``Trainer.iteration``)::
+
+    policy params, env states [N, E]
+      -> acting.rollout: lax.scan of T steps, all tasks × envs by vmap   -> Transition [N, E, T]
+      -> learner.update (A2C or PPO): Distral losses vmapped over E, N  -> new params
+      -> per-task metrics [N]
+
+``Trainer`` exposes the pure pieces (``init``, ``run``, ``evaluate``) so that a caller can
+``vmap`` whole runs over seeds or hyperparameters, and ``compile`` places them on devices (one,
+or a mesh: ``distral_jax.sharding``). The host loop around them is ``distral_jax.train.train``.
+The complete state of a run is one pytree (``TrainState``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+from jax.sharding import Mesh
+
+from distral_jax import acting, sharding
+from distral_jax.acting import PolicyParams, Transition
+from distral_jax.configs import Hyperparams, TrainConfig
+from distral_jax.envs.base import State, TaskFamily, batch_reset
+from distral_jax.envs.checks import check_family
+from distral_jax.envs.wrappers import wrap_for_training
+from distral_jax.learners import make_learner, make_optimizer
+from distral_jax.learners.base import Metrics
+from distral_jax.networks import DistralParams, make_networks
+from distral_jax.normalization import RunningStats
+
+
+@struct.dataclass
+class TrainState:
+    """Everything a run needs to continue exactly: one pytree.
+
+    Attributes:
+      params: all network parameters (θ_0, stacked θ_i, stacked values).
+      opt_state: optimiser state.
+      hparams: traced numeric hyperparameters.
+      obs_stats: running observation statistics (unused when normalisation is off).
+      env_state: environment states ``[N, E]``.
+      tasks: task parameters, leading axis N.
+      key: PRNG key.
+      iteration: number of updates done.
+    """
+
+    params: DistralParams
+    opt_state: optax.OptState
+    hparams: Hyperparams
+    obs_stats: RunningStats
+    env_state: State
+    tasks: Any
+    key: jax.Array
+    iteration: jax.Array
+
+    @property
+    def policy_params(self) -> PolicyParams:
+        return PolicyParams(params=self.params, obs_stats=self.obs_stats, hparams=self.hparams)
+
+
+class CompiledRun(NamedTuple):
+    """``Trainer.compile``'s output: the initial states and the compiled programs."""
+
+    state: TrainState
+    run: Callable[[TrainState], tuple[TrainState, Metrics]]
+    evaluate: Callable[[TrainState, jax.Array], Metrics]
+    compile_time_s: float
+
+
+def episode_sums(traj: Transition) -> Metrics:
+    """Per-task sums ``[N]`` of the episodes that ended during a rollout ``[N, E, T]``."""
+    return {
+        "episode_return_sum": jnp.sum(traj.episode_return * traj.done, axis=(1, 2)),
+        "success_sum": jnp.sum(traj.success * traj.done, axis=(1, 2)),
+        "episodes": jnp.sum(traj.done, axis=(1, 2)),
+    }
+
+
+def chunk_metrics(per_iteration: Metrics) -> Metrics:
+    """Metrics ``[iterations, N]`` of a jitted call -> ``[N]``: means, and episode averages.
+
+    ``episode_return`` and ``success`` average every episode that ended in the chunk (NaN for a
+    task where none did); the learners' metrics are means over the iterations.
+    """
+    per_iteration = dict(per_iteration)
+    episodes = jnp.sum(per_iteration.pop("episodes"), axis=0)
+    return_sum = jnp.sum(per_iteration.pop("episode_return_sum"), axis=0)
+    success_sum = jnp.sum(per_iteration.pop("success_sum"), axis=0)
+    metrics = {k: jnp.mean(v, axis=0) for k, v in per_iteration.items()}
+    no_episodes = episodes == 0
+    per_episode = lambda total: jnp.where(no_episodes, jnp.nan, total / jnp.maximum(episodes, 1))
+    metrics["episode_return"] = per_episode(return_sum)
+    metrics["success"] = per_episode(success_sum)
+    metrics["episodes"] = episodes
+    return metrics
+
+
+class Trainer:
+    """The pure functions of a training run for one task family and one configuration.
+
+    Args:
+      env: the task family (unwrapped; time limit and auto-reset are added here). Its contract
+        is checked first (``envs.checks.check_family``: named errors, not shape errors in jit).
+      config: structure and budget of the run.
+    """
+
+    def __init__(self, env: TaskFamily, config: TrainConfig):
+        check_family(env)
+        self.config = config
+        self.family = env
+        self.env = wrap_for_training(env, config.episode_length)
+        self.num_tasks = env.num_tasks
+        self.networks = make_networks(env, config)
+        self.optimizer = make_optimizer(config)
+        self.learner = make_learner(config, self.networks, self.optimizer)
+
+    @property
+    def env_steps_per_iteration(self) -> int:
+        return self.num_tasks * self.config.num_envs * self.config.unroll_length
+
+    def init(self, key: jax.Array, hparams: Hyperparams | None = None) -> TrainState:
+        """A fresh training state (vmap over ``key``/``hparams`` for many runs at once)."""
+        hparams = self.config.hyperparams() if hparams is None else hparams
+        k_params, k_env, k_run = jax.random.split(key, 3)
+        params = self.networks.init(k_params)
+        env_keys = jax.random.split(k_env, (self.num_tasks, self.config.num_envs))
+        tasks = self.family.tasks()
+        return TrainState(
+            params=params,
+            opt_state=self.optimizer.init(params),
+            hparams=hparams,
+            obs_stats=RunningStats.create(self.family.observation_size),
+            env_state=batch_reset(self.env, env_keys, tasks),
+            tasks=tasks,
+            key=k_run,
+            iteration=jnp.zeros((), jnp.int32),
+        )
+
+    def iteration(self, state: TrainState) -> tuple[TrainState, Metrics]:
+        """One rollout and one learner update; per-task metrics ``[N]``."""
+        key, rollout_key, update_key = jax.random.split(state.key, 3)
+        env_state, traj = acting.rollout(
+            self.env,
+            self.networks,
+            state.policy_params,
+            state.env_state,
+            state.tasks,
+            rollout_key,
+            self.config.unroll_length,
+        )
+        # The update sees the statistics the rollout acted with (PPO's ratios start at 1); the
+        # new observations are folded in for the next rollout.
+        out = self.learner.update(
+            state.params, state.opt_state, state.hparams, state.obs_stats, traj, update_key
+        )
+        obs_stats = state.obs_stats
+        if self.config.normalize_observations:
+            obs_stats = obs_stats.update(traj.obs)
+        new_state = state.replace(
+            params=out.params,
+            opt_state=out.opt_state,
+            obs_stats=obs_stats,
+            env_state=env_state,
+            key=key,
+            iteration=state.iteration + 1,
+        )
+        return new_state, {**out.metrics, **episode_sums(traj)}
+
+    def run(self, state: TrainState) -> tuple[TrainState, Metrics]:
+        """``config.iterations_per_call`` iterations; per-task metrics ``[N]`` for the chunk.
+
+        Besides the chunk's metrics, ``first_nonfinite_update`` (a scalar) is the index within
+        the chunk of the first update after which a parameter was NaN or infinite, -1 if none.
+        """
+
+        def step(s, _):
+            s, metrics = self.iteration(s)
+            finite = jax.tree_util.tree_reduce(
+                jnp.logical_and,
+                jax.tree_util.tree_map(lambda p: jnp.all(jnp.isfinite(p)), s.params),
+            )
+            return s, (metrics, finite)
+
+        state, (per_iteration, finite) = jax.lax.scan(
+            step, state, None, length=self.config.iterations_per_call
+        )
+        metrics = chunk_metrics(per_iteration)
+        metrics["first_nonfinite_update"] = jnp.where(jnp.all(finite), -1, jnp.argmin(finite))
+        return state, metrics
+
+    def evaluate(self, state: TrainState, key: jax.Array) -> Metrics:
+        """``acting.evaluate`` of the current policies: a dict of ``[N]`` returns and successes."""
+        return acting.evaluate(
+            self.family,
+            self.networks,
+            state.policy_params,
+            state.tasks,
+            key,
+            self.config.eval_envs,
+            self.config.episode_length,
+        )
+
+    def make_policy(
+        self,
+        policy_params: PolicyParams,
+        deterministic: bool = False,
+        prior: bool = False,
+        task: int | None = None,
+        with_extras: bool = False,
+    ) -> acting.Policy:
+        """``acting.make_policy`` with these networks: ``policy(obs [N, ..., O], key)``."""
+        return acting.make_policy(
+            self.networks, policy_params, deterministic, prior, task, with_extras
+        )
+
+    def state_shardings(self, state: TrainState, mesh: Mesh) -> TrainState:
+        """Shardings of a (possibly abstract) state ``[runs, ...]``; see ``distral_jax.sharding``.
+
+        The per-task parameter subtrees are those of ``DistralParams`` (θ_i and the values,
+        unless one network serves every task); optimiser states hold copies of that structure
+        (Adam's moments), which are split the same way.
+        """
+        per_task_params = not self.networks.shared
+
+        def params_sharding(params: DistralParams) -> DistralParams:
+            return DistralParams(
+                prior=sharding.tree_sharding(mesh, params.prior, per_task=False),
+                task=sharding.tree_sharding(mesh, params.task, per_task_params),
+                value=sharding.tree_sharding(mesh, params.value, per_task_params),
+            )
+
+        is_params = lambda x: isinstance(x, DistralParams)
+        opt_state = jax.tree_util.tree_map(
+            lambda x: params_sharding(x) if is_params(x) else sharding.leaf_sharding(mesh, False),
+            state.opt_state,
+            is_leaf=is_params,
+        )
+        per_run = lambda tree: sharding.tree_sharding(mesh, tree, per_task=False)
+        return TrainState(
+            params=params_sharding(state.params),
+            opt_state=opt_state,
+            hparams=per_run(state.hparams),
+            obs_stats=per_run(state.obs_stats),
+            env_state=sharding.tree_sharding(mesh, state.env_state, per_task=True),
+            tasks=sharding.tree_sharding(mesh, state.tasks, per_task=True),
+            key=per_run(state.key),
+            iteration=per_run(state.iteration),
+        )
+
+    def compile(
+        self, keys: jax.Array, hparams: Hyperparams, mesh: Mesh | None = None
+    ) -> CompiledRun:
+        """Initial states of ``len(keys)`` runs and their AOT-compiled ``run``/``evaluate``.
+
+        ``run`` donates the state it is given (its buffers are reused for the new state).
+
+        Args:
+          keys: ``[runs, 2]`` PRNG keys, one per run.
+          hparams: hyperparameters with a leading ``[runs]`` axis.
+          mesh: devices to split runs and tasks over (axis names ``"runs"``/``"tasks"``,
+            checked by ``sharding.check_mesh``); ``None``: JAX's default device.
+        """
+        start = time.perf_counter()
+        init = jax.vmap(self.init)
+        run, evaluate = jax.vmap(self.run), jax.vmap(self.evaluate)
+        if mesh is None:
+            state = jax.jit(init)(keys, hparams)
+            run = jax.jit(run, donate_argnums=0)
+            evaluate = jax.jit(evaluate)
+        else:
+            shardings = self.state_shardings(jax.eval_shape(init, keys, hparams), mesh)
+            metrics = sharding.replicated(mesh)
+            state = jax.jit(init, out_shardings=shardings)(keys, hparams)
+            run = jax.jit(
+                run, in_shardings=(shardings,), out_shardings=(shardings, metrics), donate_argnums=0
+            )
+            key_sharding = sharding.leaf_sharding(mesh, per_task=False)
+            evaluate = jax.jit(
+                evaluate, in_shardings=(shardings, key_sharding), out_shardings=metrics
+            )
+        run = run.lower(state).compile()
+        evaluate = evaluate.lower(state, keys).compile()
+        jax.block_until_ready(state)
+        return CompiledRun(state, run, evaluate, time.perf_counter() - start)
