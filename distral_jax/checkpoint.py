@@ -72,7 +72,7 @@ def run_signature(
     for leaf in tasks:
         leaf = np.asarray(leaf)
         digest.update(f"{leaf.dtype}{leaf.shape}".encode())
-        digest.update(np.ascontiguousarray(leaf).tobytes())
+        digest.update(leaf.tobytes())
     signature = {
         "format": FORMAT,
         "family": {
@@ -164,10 +164,11 @@ def encode_metrics(metrics: Metrics) -> dict[str, Any]:
         elif isinstance(value, float) and not isinstance(value, np.generic):
             out[name] = {"float": repr(value)}  # repr round-trips, NaN and inf included
         else:
-            array = np.ascontiguousarray(np.asarray(value))
+            array = np.asarray(value)
             out[name] = {
                 "dtype": array.dtype.str,
                 "shape": list(array.shape),
+                "scalar": isinstance(value, np.generic),  # np.float32(...) vs a 0-d array
                 "data": base64.b64encode(array.tobytes()).decode("ascii"),
             }
     return out
@@ -183,7 +184,8 @@ def decode_metrics(data: dict[str, Any]) -> Metrics:
             out[name] = float(value["float"])
         else:
             raw = base64.b64decode(value["data"])
-            out[name] = np.frombuffer(raw, np.dtype(value["dtype"])).reshape(value["shape"])
+            array = np.frombuffer(raw, np.dtype(value["dtype"])).reshape(value["shape"]).copy()
+            out[name] = array[()] if value.get("scalar") else array
     return out
 
 
