@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sys
 import types
 import typing
@@ -24,6 +25,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
 
+import jax
 import tyro
 
 from distral_jax.configs import TrainConfig
@@ -219,6 +221,39 @@ FamilyOptions = Union[  # noqa: UP007 (tyro reads the Annotated members of this 
 # ----------------------------------------------------------------------------- the launcher
 
 
+DEFAULT_COMPILATION_CACHE = "~/.cache/distral_jax/xla"
+
+
+@dataclasses.dataclass(frozen=True)
+class Persistence:
+    """What survives a launch: checkpoints to resume from, and compiled programs."""
+
+    checkpoint_dir: str | None = None
+    """save checkpoints here (TrainConfig.checkpoint_every); rerun the same command to resume"""
+    compilation_cache: bool = True
+    """reuse compiled programs across launches (JAX's persistent cache, in
+    $JAX_COMPILATION_CACHE_DIR or ~/.cache/distral_jax/xla)"""
+
+    def apply(self) -> None:
+        """Turns JAX's persistent compilation cache on (unless ``compilation_cache`` is off)."""
+        if self.compilation_cache:
+            enable_compilation_cache()
+
+
+def enable_compilation_cache(directory: str | None = None) -> Path:
+    """Points JAX's persistent compilation cache at ``directory`` and returns it.
+
+    Default: ``$JAX_COMPILATION_CACHE_DIR`` if set, else ``~/.cache/distral_jax/xla``. A relaunch
+    then loads the programs it compiled before instead of compiling them again.
+    """
+    directory = (
+        directory or os.environ.get("JAX_COMPILATION_CACHE_DIR") or (DEFAULT_COMPILATION_CACHE)
+    )
+    path = Path(directory).expanduser()
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    return path
+
+
 @dataclasses.dataclass(frozen=True)
 class Launch:
     """Train one task family with one configuration; results under ``<runs_dir>/<name>/``."""
@@ -241,6 +276,8 @@ class Launch:
     """the W&B project"""
     quiet: bool = False
     """no progress bar or per-evaluation lines"""
+    persistence: Annotated[Persistence, tyro.conf.OmitArgPrefixes] = Persistence()
+    """checkpoints and the compilation cache"""
 
     @property
     def run_name(self) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -68,6 +69,7 @@ def train_variants(
     *,
     show_progress: bool = True,
     log=print,
+    checkpoint_dir: str | Path | None = None,
 ) -> dict[str, VariantResult]:
     """Trains every variant for ``seeds`` runs; one compiled program per architecture.
 
@@ -78,6 +80,8 @@ def train_variants(
       seeds: runs per variant.
       show_progress: progress bars.
       log: where to report which group is running.
+      checkpoint_dir: checkpoints of each group's program in ``<checkpoint_dir>/<architecture>``;
+        a rerun resumes each group (a finished one is read back, not trained again).
     Returns:
       variant -> ``VariantResult``.
     """
@@ -99,6 +103,7 @@ def train_variants(
             hparams=hparams,
             progress_fn=lambda step, m, h=history: h.append((step, m)),
             show_progress=show_progress,
+            checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir) / architecture,
         )
         wall = time.perf_counter() - start
         if len(group) * seeds == 1:  # ``train`` drops the run axis of a single run

@@ -65,13 +65,14 @@ def scalars(metrics: Mapping[str, Any], num_runs: int = 1) -> dict[str, float]:
 class JsonlWriter:
     """One JSON object per call in ``path``: ``{"step": ..., "<metric>": value or list}``.
 
-    Appends, so a resumed run continues its file; each line is flushed when written.
+    Each line is flushed when written. Appends to an existing file, unless ``rewrite``: a
+    resumed ``train`` replays every saved evaluation first, so its file is written anew.
     """
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, rewrite: bool = False):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = self.path.open("a", encoding="utf-8")
+        self._file = self.path.open("w" if rewrite else "a", encoding="utf-8")
 
     def __call__(self, step: int, metrics: Mapping[str, Any]) -> None:
         record = {"step": int(step)}
@@ -84,14 +85,19 @@ class JsonlWriter:
 
 
 class TensorBoardWriter:
-    """TensorBoard event files in ``logdir`` (``tensorboard --logdir <parent>`` shows them)."""
+    """TensorBoard event files in ``logdir`` (``tensorboard --logdir <parent>`` shows them).
 
-    def __init__(self, logdir: str | Path, num_runs: int = 1):
+    ``rewrite``: hide the events already in ``logdir`` (TensorBoard's purge from step 0), for a
+    resumed ``train`` that replays every saved evaluation.
+    """
+
+    def __init__(self, logdir: str | Path, num_runs: int = 1, rewrite: bool = False):
         from tensorboardX import SummaryWriter  # noqa: PLC0415 (optional at import time)
 
         self.logdir = Path(logdir)
         self.num_runs = num_runs
-        self._writer = SummaryWriter(logdir=str(self.logdir))
+        purge_step = 0 if rewrite else None
+        self._writer = SummaryWriter(logdir=str(self.logdir), purge_step=purge_step)
 
     def __call__(self, step: int, metrics: Mapping[str, Any]) -> None:
         for tag, value in scalars(metrics, self.num_runs).items():

@@ -4,6 +4,7 @@
     python experiments/brax_multitask.py                          # sized for one GPU
     python experiments/brax_multitask.py --family ant_dir --variants distral_klent_2col a3c
     python experiments/brax_multitask.py --family point_mass      # pure JAX, 8 seeds, a minute
+    python experiments/brax_multitask.py --checkpoint-dir ckpt/cheetah   # rerun it to resume
 
 For each variant (default: ``distral_klent_2col`` against independent PPO, ``a3c``) and seed,
 trains on the family's tasks with the chosen learner, then writes to ``--out``
@@ -32,6 +33,7 @@ import numpy as np
 import tyro
 
 from distral_jax import acting, analysis, cli, sweeps
+from distral_jax.checkpoint import CheckpointError
 from distral_jax.configs import VARIANTS, TrainConfig
 from distral_jax.envs import registry
 from distral_jax.envs.base import TaskFamily
@@ -128,6 +130,8 @@ class Study:
     """output folder (default: runs/brax_multitask/<family>; an earlier one is moved aside)"""
     quiet: bool = False
     """no progress bars"""
+    persistence: Annotated[cli.Persistence, tyro.conf.OmitArgPrefixes] = cli.Persistence()
+    """checkpoints (one folder per architecture) and the compilation cache"""
 
     def __post_init__(self):
         if self.num_tasks < 1:
@@ -228,6 +232,7 @@ def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = cli.parse(Study, argv, default=profile_defaults(argv))
     config, seeds = args.train, args.seeds
+    args.persistence.apply()
     out = analysis.fresh_output_dir(args.out or f"runs/brax_multitask/{args.family}")
     start = time.perf_counter()
     family_kwargs = {"num_tasks": args.num_tasks}
@@ -242,7 +247,18 @@ def main(argv=None) -> int:
     random_returns = random_policy_returns(
         env, config.episode_length, config.eval_envs, jax.random.PRNGKey(1)
     )
-    results = sweeps.train_variants(env, config, args.variants, seeds, show_progress=not args.quiet)
+    try:
+        results = sweeps.train_variants(
+            env,
+            config,
+            args.variants,
+            seeds,
+            show_progress=not args.quiet,
+            checkpoint_dir=args.persistence.checkpoint_dir,
+        )
+    except CheckpointError as error:
+        print(f"brax_multitask.py: error: {error}", file=sys.stderr)
+        return 2
     plot_per_task(out / "curves.png", results, random_returns, f"{args.family} ({config.learner})")
 
     summary = {

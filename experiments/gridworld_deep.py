@@ -22,6 +22,7 @@ Writes ``runs/gridworld_deep/summary.json`` and PNG plots (``--out`` to change).
 
     python experiments/gridworld_deep.py                       # defaults: a few minutes on CPU
     python experiments/gridworld_deep.py --designs corridor --variants a3c distral_klent_2col
+    python experiments/gridworld_deep.py --checkpoint-dir ckpt/deep   # rerun it to resume
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ import numpy as np
 import tyro
 
 from distral_jax import analysis, cli, sweeps
+from distral_jax.checkpoint import CheckpointError
 from distral_jax.configs import VARIANTS, TrainConfig
 from distral_jax.envs import gridworld
 
@@ -69,6 +71,8 @@ def run_design(name: str, args: Study) -> dict:
         args.seeds,
         show_progress=not args.quiet,
         log=lambda msg: print(f"[{name}] {msg}", flush=True),
+        checkpoint_dir=args.persistence.checkpoint_dir
+        and Path(args.persistence.checkpoint_dir) / name,
     )
 
     table: dict[str, dict] = {}
@@ -177,6 +181,8 @@ class Study:
     """output folder (an earlier one is moved aside)"""
     quiet: bool = False
     """no progress bars"""
+    persistence: Annotated[cli.Persistence, tyro.conf.OmitArgPrefixes] = cli.Persistence()
+    """checkpoints (one folder per design and architecture) and the compilation cache"""
 
     def __post_init__(self):
         if self.seeds < 1:
@@ -192,13 +198,18 @@ class Study:
 
 def main(argv: list[str] | None = None) -> int:
     args = cli.parse(Study, argv)
+    args.persistence.apply()
     start = time.perf_counter()
     summary = {"args": cli.to_dict(args), "designs": {}}
     for name in args.designs:
         make_design(name)  # fail fast on a bad name
     analysis.fresh_output_dir(args.out)
     for name in args.designs:
-        summary["designs"][name] = run_design(name, args)
+        try:
+            summary["designs"][name] = run_design(name, args)
+        except CheckpointError as error:
+            print(f"gridworld_deep.py: error: {error}", file=sys.stderr)
+            return 2
         print_table(name, summary["designs"][name])
     summary["wall_time_s"] = time.perf_counter() - start
     analysis.write_json(Path(args.out) / "summary.json", summary)

@@ -6,13 +6,16 @@
         --hidden-sizes 64 64 --learning-rate 3e-4 --ppo-minibatches 8 --episode-length 1000 \
         --total-env-steps 20000000 --eval-every 1000000 --normalize-observations
     python experiments/train.py --config runs/two_rooms_distral_klent_2col_a2c/config.yaml
+    python experiments/train.py point_mass --checkpoint-dir ckpt/pm   # killed? rerun to resume
     python experiments/train.py --help            # every flag, with its field's docstring
 
 Every field of ``TrainConfig`` and of the family's options is a flag (``distral_jax.cli``).
 The run folder ``<runs_dir>/<name>/`` gets ``config.yaml`` (the resolved config: rerun it with
 ``--config``), ``metrics.jsonl`` (one line per evaluation), TensorBoard event files
 (``tensorboard --logdir runs/``) and ``summary.json``. An earlier run of the same name is moved
-aside, never overwritten.
+aside, never overwritten, except by the run it was: with ``--checkpoint-dir`` holding this run's
+checkpoint, the relaunch resumes it in the same folder and rewrites ``metrics.jsonl`` and the
+TensorBoard curves from the checkpoint's evaluations onwards, identical up to where they were.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 import jax
 import numpy as np
 
-from distral_jax import analysis, cli
+from distral_jax import analysis, checkpoint, cli
 from distral_jax.train import train
 from distral_jax.writers import JsonlWriter, TensorBoardWriter, WandbWriter, progress_writer
 
@@ -41,14 +44,19 @@ def print_progress(step: int, metrics: dict) -> None:
 
 def run(launch: cli.Launch) -> Path:
     """Trains as ``launch`` says; returns the run folder."""
+    launch.persistence.apply()
     env = launch.family.build()
     if launch.tensorboard:
         import tensorboardX  # noqa: F401, PLC0415 (fail before the run folder is made)
-    run_dir = analysis.fresh_output_dir(Path(launch.runs_dir) / launch.run_name)
+    checkpoint_dir = launch.persistence.checkpoint_dir
+    run_dir = Path(launch.runs_dir) / launch.run_name
+    resuming = checkpoint_dir is not None and checkpoint.latest_step(checkpoint_dir) is not None
+    if not (resuming and run_dir.is_dir()):
+        run_dir = analysis.fresh_output_dir(run_dir)
     cli.save(run_dir / "config.yaml", launch)
-    writers = [JsonlWriter(run_dir / "metrics.jsonl")]
+    writers = [JsonlWriter(run_dir / "metrics.jsonl", rewrite=resuming)]
     if launch.tensorboard:
-        writers.append(TensorBoardWriter(run_dir, num_runs=launch.num_runs))
+        writers.append(TensorBoardWriter(run_dir, num_runs=launch.num_runs, rewrite=resuming))
     if launch.wandb:
         config = cli.to_dict(launch)
         writers.append(WandbWriter(launch.wandb_project, launch.run_name, config, launch.num_runs))
@@ -62,6 +70,7 @@ def run(launch: cli.Launch) -> Path:
             progress_fn=progress_fn,
             num_runs=launch.num_runs,
             show_progress=not launch.quiet,
+            checkpoint_dir=checkpoint_dir,
         )
     summary = {
         "family": launch.family.name,

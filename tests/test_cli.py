@@ -164,6 +164,31 @@ def test_launcher_run_folder_and_rerun_from_its_config(tmp_path):
     assert len(moved) == 1, "the first run is kept, not overwritten"
 
 
+def test_launcher_resumes_in_the_same_run_folder(tmp_path):
+    launcher = _launcher()
+    argv = [
+        "two_rooms", "--num-tasks", "2", "--eval-every", "3200", "--iterations-per-call", "10",
+        "--num-envs", "8", "--episode-length", "30", "--hidden-sizes", "16", "--quiet",
+        "--checkpoint-every", "3200", "--no-compilation-cache",
+    ]  # fmt: skip
+    straight = [*argv, "--runs-dir", str(tmp_path / "a"), "--name", "x"]
+    assert launcher.main([*straight, "--total-env-steps", "6400"]) == 0
+    # The same run in two launches: the second resumes the first's checkpoint.
+    ckpt = ["--checkpoint-dir", str(tmp_path / "ckpt"), "--runs-dir", str(tmp_path / "b")]
+    assert launcher.main([*argv, *ckpt, "--name", "x", "--total-env-steps", "3200"]) == 0
+    assert launcher.main([*argv, *ckpt, "--name", "x", "--total-env-steps", "6400"]) == 0
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["x"]  # resumed in place
+    resumed = _metric_lines(tmp_path / "b" / "x" / "metrics.jsonl")
+    assert [line["step"] for line in resumed] == [0, 3200, 6400]
+    assert resumed == _metric_lines(tmp_path / "a" / "x" / "metrics.jsonl")
+    events = EventAccumulator(str(tmp_path / "b" / "x"))
+    events.Reload()
+    assert [e.step for e in events.Scalars("eval/episode_return_mean")] == [0, 3200, 6400]
+    # Another run's checkpoint: a named error, exit status 2.
+    other = [*argv, *ckpt, "--name", "x", "--total-env-steps", "6400", "--variant", "a3c"]
+    assert launcher.main(other) == 2
+
+
 def test_writers_record_what_progress_fn_received(tmp_path):
     received: list[tuple[int, dict]] = []
     config = TrainConfig(
