@@ -266,7 +266,7 @@ class RunCheckpoints:
         The state is copied off the devices before this returns, so the caller may donate its
         buffers to the next jitted call.
         """
-        self._finish_pending()
+        self.wait_until_finished()
         self._manager.save(
             host.env_steps,
             args=ocp.args.Composite(
@@ -282,12 +282,11 @@ class RunCheckpoints:
 
     def close(self) -> None:
         """Waits for the last save, checksums it and releases the manager."""
-        self._finish_pending()
+        self.wait_until_finished()
         self._manager.close()
 
-    # -- checksums
-
-    def _finish_pending(self) -> None:
+    def wait_until_finished(self) -> None:
+        """Blocks until the last save is on disk, then writes its checksums."""
         self._manager.wait_until_finished()
         if self._pending is not None and jax.process_index() == 0:
             step_dir = self.directory / str(self._pending)

@@ -28,6 +28,7 @@ from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
 import jax
 import tyro
 
+from distral_jax import sharding
 from distral_jax.configs import TrainConfig
 from distral_jax.envs import registry
 from distral_jax.envs.base import TaskFamily
@@ -240,6 +241,34 @@ class Persistence:
             enable_compilation_cache()
 
 
+@dataclasses.dataclass(frozen=True)
+class Devices:
+    """Which devices a run uses: one (default), a mesh of this host's, or several hosts'."""
+
+    mesh: str = ""
+    """split runs and tasks over devices: 'tasks=8', 'runs=2,tasks=4' (the sizes' product is
+    the job's device count); empty: one device"""
+    distributed: bool = False
+    """multi-host: call jax.distributed.initialize() first (every host runs the same command;
+    SLURM, Open MPI and Cloud TPU are detected, else give the three options below)"""
+    coordinator_address: str | None = None
+    """host:port of process 0, for --distributed without a detected cluster"""
+    num_processes: int | None = None
+    """processes in the job, for --distributed without a detected cluster"""
+    process_id: int | None = None
+    """this process's rank, for --distributed without a detected cluster"""
+
+    def initialize(self):
+        """Starts the multi-host runtime if asked, then builds the mesh (``None``: one device)."""
+        if self.distributed:
+            jax.distributed.initialize(
+                coordinator_address=self.coordinator_address,
+                num_processes=self.num_processes,
+                process_id=self.process_id,
+            )
+        return sharding.make_mesh(self.mesh)
+
+
 def enable_compilation_cache(directory: str | None = None) -> Path:
     """Points JAX's persistent compilation cache at ``directory`` and returns it.
 
@@ -278,6 +307,8 @@ class Launch:
     """no progress bar or per-evaluation lines"""
     persistence: Annotated[Persistence, tyro.conf.OmitArgPrefixes] = Persistence()
     """checkpoints and the compilation cache"""
+    devices: Annotated[Devices, tyro.conf.OmitArgPrefixes] = Devices()
+    """one device, a mesh, several hosts"""
 
     @property
     def run_name(self) -> str:

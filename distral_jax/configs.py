@@ -33,6 +33,7 @@ import dataclasses
 from typing import Literal
 
 import jax.numpy as jnp
+import numpy as np
 from flax import struct
 
 from distral_jax.losses import Regularizer, alpha_beta
@@ -143,7 +144,9 @@ class Hyperparams:
         _require(value_coef >= 0, "value_coef", ">= 0", value_coef)
         _require(distill_coef >= 0, "distill_coef", ">= 0", distill_coef)
         _require(column_alpha >= 0, "column_alpha", ">= 0", column_alpha)
-        f32 = lambda x: jnp.asarray(x, jnp.float32)
+        # numpy, not jax: building a config must not start a JAX backend (a multi-host job has
+        # to call jax.distributed.initialize() first); jit reads these like jax arrays.
+        f32 = lambda x: np.asarray(x, np.float32)
         return cls(
             alpha=f32(alpha),
             beta=f32(beta),

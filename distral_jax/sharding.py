@@ -22,7 +22,7 @@ from __future__ import annotations
 from typing import Any
 
 import jax
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 RUNS = "runs"
 TASKS = "tasks"
@@ -53,6 +53,53 @@ def check_mesh(mesh: Any, num_runs: int, num_tasks: int) -> None:
                 f"`mesh` axis {axis!r} has {size} devices, which does not divide "
                 f"{what}={count}; choose a mesh whose {axis!r} size divides {count}"
             )
+
+
+def make_mesh(spec: str) -> Mesh | None:
+    """A mesh from a command-line spec: ``"tasks=8"``, ``"runs=2,tasks=4"``; ``""``: ``None``.
+
+    The sizes' product must be the number of devices of the job (all processes together).
+
+    Raises:
+      ValueError: a malformed spec, an axis name other than runs/tasks, or a size that does not
+        match the devices.
+    """
+    spec = spec.strip()
+    if not spec:
+        return None
+    axes: dict[str, int] = {}
+    for part in spec.split(","):
+        name, _, size = part.partition("=")
+        name = name.strip()
+        if name not in AXES or name in axes or not size.strip().isdigit() or int(size) < 1:
+            raise ValueError(
+                f"`mesh` {spec!r}: expected comma-separated runs=<size> and/or tasks=<size>, "
+                "e.g. 'tasks=8' or 'runs=2,tasks=4'"
+            )
+        axes[name] = int(size)
+    count = len(jax.devices())
+    wanted = 1
+    for size in axes.values():
+        wanted *= size
+    if wanted != count:
+        raise ValueError(
+            f"`mesh` {spec!r} needs {wanted} devices; this job has {count} "
+            f"({jax.devices()[0].platform}, {jax.process_count()} process(es))"
+        )
+    sizes = tuple(axes.values())
+    return jax.make_mesh(sizes, tuple(axes), axis_types=(AxisType.Auto,) * len(sizes))
+
+
+def auto_axes(mesh: Mesh) -> Mesh:
+    """The same devices and names with every axis in ``Auto`` mode.
+
+    The trainer places its state with explicit shardings and leaves the rest to XLA's
+    propagation; a mesh in ``Explicit`` mode (``jax.make_mesh``'s default) would instead make
+    every vmapped operation check that its operands agree.
+    """
+    if all(t == AxisType.Auto for t in mesh.axis_types):
+        return mesh
+    return Mesh(mesh.devices, mesh.axis_names, axis_types=(AxisType.Auto,) * mesh.devices.ndim)
 
 
 def leaf_sharding(mesh: Mesh, per_task: bool) -> NamedSharding:

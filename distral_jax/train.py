@@ -136,6 +136,7 @@ def train(
         raise ValueError(f"`num_runs` must be a positive integer, got {num_runs!r}")
     trainer = Trainer(env, config)
     sharding.check_mesh(mesh, num_runs, trainer.num_tasks)
+    mesh = None if mesh is None else sharding.auto_axes(mesh)
     hparams = config.hyperparams() if hparams is None else hparams
     if np.ndim(hparams.alpha) == 0:  # the same hyperparameters for every run
         hparams = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (num_runs,)), hparams)
@@ -223,7 +224,8 @@ class _HostLoop:
         host = self.host
         key, k = jax.random.split(jnp.asarray(host.eval_key))
         host.eval_key = np.asarray(key)
-        eval_metrics = self.compiled.evaluate(self.state, jax.random.split(k, self.num_runs))
+        keys = np.asarray(jax.random.split(k, self.num_runs))  # a global value on any mesh
+        eval_metrics = self.compiled.evaluate(self.state, keys)
         out = _summarise(jax.tree_util.tree_map(self.squeeze, eval_metrics), "eval")
         out.update(training)
         out["training/env_steps"] = host.env_steps

@@ -7,6 +7,7 @@
         --total-env-steps 20000000 --eval-every 1000000 --normalize-observations
     python experiments/train.py --config runs/two_rooms_distral_klent_2col_a2c/config.yaml
     python experiments/train.py point_mass --checkpoint-dir ckpt/pm   # killed? rerun to resume
+    python experiments/train.py two_rooms --num-tasks 8 --mesh tasks=8   # 8 devices of one host
     python experiments/train.py --help            # every flag, with its field's docstring
 
 Every field of ``TrainConfig`` and of the family's options is a flag (``distral_jax.cli``).
@@ -43,7 +44,11 @@ def print_progress(step: int, metrics: dict) -> None:
 
 
 def run(launch: cli.Launch) -> Path:
-    """Trains as ``launch`` says; returns the run folder."""
+    """Trains as ``launch`` says; returns the run folder.
+
+    In a multi-host job every process trains; process 0 alone writes the run folder.
+    """
+    mesh = launch.devices.initialize()
     launch.persistence.apply()
     env = launch.family.build()
     if launch.tensorboard:
@@ -51,17 +56,22 @@ def run(launch: cli.Launch) -> Path:
     checkpoint_dir = launch.persistence.checkpoint_dir
     run_dir = Path(launch.runs_dir) / launch.run_name
     resuming = checkpoint_dir is not None and checkpoint.latest_step(checkpoint_dir) is not None
-    if not (resuming and run_dir.is_dir()):
-        run_dir = analysis.fresh_output_dir(run_dir)
-    cli.save(run_dir / "config.yaml", launch)
-    writers = [JsonlWriter(run_dir / "metrics.jsonl", rewrite=resuming)]
-    if launch.tensorboard:
-        writers.append(TensorBoardWriter(run_dir, num_runs=launch.num_runs, rewrite=resuming))
-    if launch.wandb:
-        config = cli.to_dict(launch)
-        writers.append(WandbWriter(launch.wandb_project, launch.run_name, config, launch.num_runs))
-    if not launch.quiet:
-        writers.append(_Printer())
+    writers = []
+    primary = jax.process_index() == 0
+    if primary:
+        if not (resuming and run_dir.is_dir()):
+            run_dir = analysis.fresh_output_dir(run_dir)
+        cli.save(run_dir / "config.yaml", launch)
+        writers.append(JsonlWriter(run_dir / "metrics.jsonl", rewrite=resuming))
+        if launch.tensorboard:
+            writers.append(TensorBoardWriter(run_dir, launch.num_runs, rewrite=resuming))
+        if launch.wandb:
+            config = cli.to_dict(launch)
+            writers.append(
+                WandbWriter(launch.wandb_project, launch.run_name, config, launch.num_runs)
+            )
+        if not launch.quiet:
+            writers.append(_Printer())
     start = time.perf_counter()
     with progress_writer(*writers) as progress_fn:
         _, _, metrics = train(
@@ -71,15 +81,19 @@ def run(launch: cli.Launch) -> Path:
             num_runs=launch.num_runs,
             show_progress=not launch.quiet,
             checkpoint_dir=checkpoint_dir,
+            mesh=mesh,
         )
     summary = {
         "family": launch.family.name,
         "num_tasks": env.num_tasks,
         "device": jax.devices()[0].device_kind,
+        "devices": len(jax.devices()),
+        "processes": jax.process_count(),
         "wall_time_s": time.perf_counter() - start,
         "final": metrics,
     }
-    analysis.write_json(run_dir / "summary.json", summary)
+    if primary:
+        analysis.write_json(run_dir / "summary.json", summary)
     return run_dir
 
 

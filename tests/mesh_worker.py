@@ -64,7 +64,7 @@ def main(workdir: str) -> int:
     env = make_family("gridworld", layout="two_rooms", goals=spread_goals("two_rooms", 8))
     devices = np.array(jax.devices())
     meshes = {
-        "tasks_8": Mesh(devices, ("tasks",)),
+        "tasks_8": jax.make_mesh((8,), ("tasks",)),  # Explicit axes: train makes them Auto
         "runs_2_tasks_4": Mesh(devices.reshape(2, 4), ("runs", "tasks")),
     }
     out: dict = {"devices": len(devices)}

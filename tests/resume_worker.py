@@ -77,7 +77,7 @@ def _arm(kill_in_commit: int | None, kill_after_save: int | None) -> None:
         if saves["n"] == kill_in_commit:
             # Orbax writes a step into a temporary folder, then renames it: die before that.
             atomicity.AtomicRenameTemporaryPath.finalize = lambda *a, **k: _kill_self()
-            self._finish_pending()
+            self.wait_until_finished()
         if saves["n"] == kill_after_save:
             _kill_self()
 

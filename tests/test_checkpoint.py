@@ -12,6 +12,7 @@ from distral_jax.checkpoint import CheckpointError, load_policy
 from distral_jax.configs import TrainConfig
 from distral_jax.envs.gridworld import spread_goals
 from distral_jax.envs.registry import make_family
+from distral_jax.sharding import make_mesh
 from distral_jax.train import train
 from distral_jax.trainer import Trainer
 
@@ -212,3 +213,23 @@ def test_load_policy_named_errors(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(CheckpointError, match="holds no checkpoint"):
         load_policy(tmp_path / "empty", _env())
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [
+        ("data=1", "expected comma-separated runs=<size> and/or tasks=<size>"),
+        ("tasks=two", "expected comma-separated"),
+        ("tasks=1,tasks=1", "expected comma-separated"),
+        ("tasks=3", "needs 3 devices; this job has 1"),
+    ],
+)
+def test_mesh_specs_of_the_command_line_get_named_errors(spec, message):
+    with pytest.raises(ValueError, match=message):
+        make_mesh(spec)
+
+
+def test_a_mesh_spec_builds_the_mesh():
+    assert make_mesh("") is None
+    mesh = make_mesh("tasks=1")
+    assert mesh.axis_names == ("tasks",) and mesh.devices.size == 1
