@@ -41,7 +41,7 @@ from distral_jax.acting import PolicyParams
 from distral_jax.configs import Hyperparams, TrainConfig
 from distral_jax.envs.base import TaskFamily
 from distral_jax.learners.base import Metrics
-from distral_jax.trainer import Trainer, TrainState
+from distral_jax.trainer import Trainer, TrainState, runs_hparams
 
 FORMAT = 1
 CHECKSUMS = "checksums.json"
@@ -100,7 +100,11 @@ def signature_differences(saved: dict[str, Any], current: dict[str, Any]) -> lis
         if name in ignored:
             continue
         a, b = flat_saved.get(name, "<absent>"), flat_current.get(name, "<absent>")
-        if a != b:
+        if a == b:
+            continue
+        if name == "family.task_parameters_sha256":
+            out.append("family task parameters differ (other goals, masses, directions or seed)")
+        else:
             out.append(f"{name}: {a!r} in the checkpoint, {b!r} now")
     return out
 
@@ -195,13 +199,17 @@ def decode_metrics(data: dict[str, Any]) -> Metrics:
 class RunCheckpoints:
     """One run's checkpoint directory: Orbax's manager plus the run's signature and checksums.
 
+    Local or shared file systems (a multi-host job needs one that every host sees).
+
     Args:
-      directory: the folder (created on the first save); a file there is an error.
+      directory: the folder (created here unless ``read_only``); a file there is an error.
       keep: how many steps to keep (older ones are deleted after a newer save completes).
       read_only: open an existing directory without saving or deleting anything.
     """
 
     def __init__(self, directory: str | os.PathLike, keep: int = 3, read_only: bool = False):
+        if not str(directory).strip():
+            raise CheckpointError("`checkpoint_dir` is empty; give a folder name")
         self.directory = Path(directory).expanduser().absolute()
         if self.directory.exists() and not self.directory.is_dir():
             raise CheckpointError(f"`checkpoint_dir` {str(self.directory)!r} is a file")
@@ -217,6 +225,7 @@ class RunCheckpoints:
             self.directory, options=options, item_names=("state", "host", "run")
         )
         self._pending: int | None = None  # a step saved asynchronously, not yet checksummed
+        self._verified: set[int] = set()
 
     def latest_step(self) -> int | None:
         """The newest complete step, ``None`` for an empty or absent directory."""
@@ -246,10 +255,24 @@ class RunCheckpoints:
                 f"(step {step}): " + "; ".join(differences) + ". Use another directory, or "
                 "delete this one to start over."
             )
+        budget = signature["config"]["total_env_steps"]
+        if step > budget:
+            raise CheckpointError(
+                f"`checkpoint_dir` {str(self.directory)!r} holds this run at env step {step}, "
+                f"past total_env_steps={budget}: raise total_env_steps to at least {step}, or "
+                "load the result with load_policy"
+            )
         return step
 
-    def restore(self, step: int, like: TrainState) -> tuple[TrainState, HostState]:
-        """The state (placed as ``like``'s arrays are) and the host state saved at ``step``."""
+    def restore(self, step: int, like: Any) -> tuple[TrainState, HostState]:
+        """The state and the host state saved at ``step``.
+
+        Args:
+          step: a saved step.
+          like: arrays or ``jax.ShapeDtypeStruct`` with shardings, the structure of the state:
+            the restored arrays have their shapes, types and placement (a checkpoint written on
+            one placement restores onto another).
+        """
         self.verify(step)
         target = jax.tree_util.tree_map(
             lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), like
@@ -285,6 +308,15 @@ class RunCheckpoints:
         self.wait_until_finished()
         self._manager.close()
 
+    def poll(self) -> None:
+        """Checksums the last save if it has reached the disk; never blocks on it.
+
+        Called between jitted calls, so that a step is checksummed soon after it is complete
+        rather than at the next save.
+        """
+        if self._pending is not None and not self._manager.is_saving_in_progress():
+            self.wait_until_finished()
+
     def wait_until_finished(self) -> None:
         """Blocks until the last save is on disk, then writes its checksums."""
         self._manager.wait_until_finished()
@@ -303,6 +335,8 @@ class RunCheckpoints:
         Raises:
           CheckpointError: a file is missing or differs, named with its path.
         """
+        if step in self._verified:
+            return
         step_dir = self.directory / str(step)
         manifest = step_dir / CHECKSUMS
         if not manifest.is_file():
@@ -321,6 +355,7 @@ class RunCheckpoints:
                     f"recorded when it was saved). Delete {step_dir} to resume from an earlier "
                     "step."
                 )
+        self._verified.add(step)
 
     def _restore(self, step: int, args: ocp.args.Composite) -> Any:
         try:
@@ -342,6 +377,31 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def resume_step(
+    checkpoint_dir: str | os.PathLike,
+    env: TaskFamily,
+    config: TrainConfig,
+    num_runs: int = 1,
+    hparams: Hyperparams | None = None,
+) -> int | None:
+    """The step ``train`` with these arguments would resume from (``None``: a fresh run).
+
+    Lets a launcher decide what to do with its output folder before training starts.
+
+    Raises:
+      CheckpointError: the directory holds another run's checkpoint (what differs is named),
+        or one past ``config.total_env_steps``, or a damaged one.
+    """
+    if not Path(checkpoint_dir).expanduser().is_dir():
+        return None
+    hparams = runs_hparams(config, hparams, num_runs)
+    checkpoints = RunCheckpoints(checkpoint_dir, read_only=True)
+    try:
+        return checkpoints.check_run(run_signature(env, config, num_runs, hparams))
+    finally:
+        checkpoints.close()
 
 
 def latest_step(checkpoint_dir: str | os.PathLike) -> int | None:
@@ -375,34 +435,46 @@ def load_policy(
       CheckpointError: no checkpoint there, one of another family, or a damaged one.
     """
     checkpoints = RunCheckpoints(checkpoint_dir, read_only=True)
+    try:
+        return _load_policy(checkpoints, env, step)
+    finally:
+        checkpoints.close()
+
+
+def _load_policy(
+    checkpoints: RunCheckpoints, env: TaskFamily, step: int | None
+) -> tuple[Callable[..., acting.Policy], PolicyParams]:
+    where = str(checkpoints.directory)
     if step is None:
         step = checkpoints.latest_step()
         if step is None:
-            raise CheckpointError(f"`checkpoint_dir` {str(checkpoint_dir)!r} holds no checkpoint")
+            raise CheckpointError(f"`checkpoint_dir` {where!r} holds no checkpoint")
     elif not checkpoints.has_step(step):
-        raise CheckpointError(f"`step` {step} is not in {str(checkpoint_dir)!r}")
+        raise CheckpointError(f"`step` {step} is not in {where!r}")
     saved = checkpoints.read_run(step)
     if saved.get("format") != FORMAT:
         raise CheckpointError(f"checkpoint format {saved.get('format')!r}; this version reads 1")
-    config = cli.from_dict(TrainConfig, saved["config"], f"checkpoint {checkpoint_dir}")
+    try:
+        config = cli.from_dict(TrainConfig, saved["config"], f"checkpoint {where}")
+    except ValueError as error:  # written by a version with other config fields
+        raise CheckpointError(str(error)) from None
     num_runs = saved["num_runs"]
     hparams = Hyperparams(**{k: np.asarray(v, np.float32) for k, v in saved["hparams"].items()})
     family = run_signature(env, config, num_runs, hparams)["family"]
     differences = signature_differences({"family": saved["family"]}, {"family": family})
     if differences:
         raise CheckpointError(
-            f"`env` is not the family the checkpoint in {str(checkpoint_dir)!r} trained on: "
+            f"`env` is not the family the checkpoint in {where!r} trained on: "
             + "; ".join(differences)
         )
     trainer = Trainer(env, config)
     keys = jax.random.split(jax.random.PRNGKey(config.seed), num_runs)
-    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
     like = jax.tree_util.tree_map(
         lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
         jax.eval_shape(jax.vmap(trainer.init), keys, hparams),
     )
     state, _ = checkpoints.restore(step, like)
-    checkpoints.close()
     policy_params = state.policy_params
     if num_runs == 1:
         policy_params = jax.tree_util.tree_map(lambda x: x[0], policy_params)

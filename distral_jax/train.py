@@ -28,7 +28,7 @@ from distral_jax.checkpoint import HostState, RunCheckpoints, run_signature
 from distral_jax.configs import Hyperparams, TrainConfig
 from distral_jax.envs.base import TaskFamily
 from distral_jax.learners.base import Metrics
-from distral_jax.trainer import CompiledRun, Trainer, TrainState
+from distral_jax.trainer import CompiledRun, Trainer, TrainState, runs_hparams
 
 ProgressFn = Callable[[int, Metrics], None]
 
@@ -77,7 +77,8 @@ def check_finite_params(first_nonfinite_update, call_start: int, steps_per_updat
     if bad.size:
         step = call_start + (int(first[bad].min()) + 1) * steps_per_update
         raise FloatingPointError(
-            f"non-finite parameters after the update ending at env step {step} (run index "
+            f"non-finite parameters, optimiser state or observation statistics after the update "
+            f"ending at env step {step} (run index "
             f"{bad.tolist()}). " + _ADVICE
         )
 
@@ -136,10 +137,14 @@ def train(
         raise ValueError(f"`num_runs` must be a positive integer, got {num_runs!r}")
     trainer = Trainer(env, config)
     sharding.check_mesh(mesh, num_runs, trainer.num_tasks)
+    if jax.process_count() > 1 and (mesh is None or mesh.devices.size != len(jax.devices())):
+        raise ValueError(
+            f"`mesh`: a job of {jax.process_count()} processes needs a mesh over all its "
+            f"{len(jax.devices())} devices (e.g. jax.make_mesh(({len(jax.devices())},), "
+            "('tasks',))); each process would otherwise train a copy of the run"
+        )
     mesh = None if mesh is None else sharding.auto_axes(mesh)
-    hparams = config.hyperparams() if hparams is None else hparams
-    if np.ndim(hparams.alpha) == 0:  # the same hyperparameters for every run
-        hparams = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (num_runs,)), hparams)
+    hparams = runs_hparams(config, hparams, num_runs)
     signature = run_signature(env, config, num_runs, hparams)
     checkpoints, resume_step = None, None
     if checkpoint_dir is not None:
@@ -151,6 +156,7 @@ def train(
         loop = _HostLoop(trainer, compiled, num_runs, progress_fn, show_progress)
         if resume_step is not None:
             state, host = checkpoints.restore(resume_step, compiled.state)
+            jax.tree_util.tree_map(lambda a: a.delete(), compiled.state)  # one copy in memory
             loop.resume(state, host)
         state = loop.run(checkpoints, signature)
     finally:
@@ -190,6 +196,13 @@ class _HostLoop:
             self._call_progress_fn(step, metrics)
 
     def run(self, checkpoints: RunCheckpoints | None, signature: dict) -> TrainState:
+        try:
+            self._run(checkpoints, signature)
+        finally:
+            self.bar.close()
+        return self.state
+
+    def _run(self, checkpoints: RunCheckpoints | None, signature: dict) -> None:
         host = self.host
         if not host.history:
             self._evaluate({})
@@ -215,10 +228,11 @@ class _HostLoop:
                 )
             every = self.config.checkpoint_every
             due = host.env_steps // every > (host.env_steps - self.steps_per_call) // every
-            if checkpoints is not None and (due or last):
-                checkpoints.save(self.state, host, signature)
-        self.bar.close()
-        return self.state
+            if checkpoints is not None:
+                if due or last:
+                    checkpoints.save(self.state, host, signature)
+                else:
+                    checkpoints.poll()  # checksum the previous save as soon as it is on disk
 
     def _evaluate(self, training: Metrics) -> Metrics:
         host = self.host
@@ -242,7 +256,7 @@ class _HostLoop:
     def _call_progress_fn(self, step: int, metrics: Metrics) -> None:
         if self.progress_fn is not None:
             with self.bar.external_write_mode():  # what progress_fn prints stays clear of the bar
-                self.progress_fn(step, metrics)
+                self.progress_fn(step, dict(metrics))  # a copy: the history is saved as it is
 
 
 def _progress_bar(total: int, enabled: bool):

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 from flax import struct
 from jax.sharding import Mesh
@@ -73,6 +74,15 @@ class CompiledRun(NamedTuple):
     run: Callable[[TrainState], tuple[TrainState, Metrics]]
     evaluate: Callable[[TrainState, jax.Array], Metrics]
     compile_time_s: float
+
+
+def runs_hparams(config: TrainConfig, hparams: Hyperparams | None, num_runs: int) -> Hyperparams:
+    """Hyperparameters with a leading ``[num_runs]`` axis: ``hparams`` (default: the config's),
+    broadcast when its leaves are scalars."""
+    hparams = config.hyperparams() if hparams is None else hparams
+    if np.ndim(hparams.alpha) == 0:  # the same hyperparameters for every run
+        hparams = jax.tree_util.tree_map(lambda x: np.broadcast_to(x, (num_runs,)), hparams)
+    return hparams
 
 
 def episode_sums(traj: Transition) -> Metrics:
@@ -178,14 +188,21 @@ class Trainer:
         """``config.iterations_per_call`` iterations; per-task metrics ``[N]`` for the chunk.
 
         Besides the chunk's metrics, ``first_nonfinite_update`` (a scalar) is the index within
-        the chunk of the first update after which a parameter was NaN or infinite, -1 if none.
+        the chunk of the first update after which a parameter, optimiser moment or observation
+        statistic was NaN or infinite, -1 if none.
         """
 
         def step(s, _):
             s, metrics = self.iteration(s)
-            finite = jax.tree_util.tree_reduce(
-                jnp.logical_and,
-                jax.tree_util.tree_map(lambda p: jnp.all(jnp.isfinite(p)), s.params),
+            learned = (s.params, s.opt_state, s.obs_stats)
+            finite = jnp.all(
+                jnp.stack(
+                    [
+                        jnp.all(jnp.isfinite(x))
+                        for x in jax.tree_util.tree_leaves(learned)
+                        if jnp.issubdtype(x.dtype, jnp.floating)
+                    ]
+                )
             )
             return s, (metrics, finite)
 

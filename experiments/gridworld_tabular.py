@@ -73,6 +73,9 @@ class Study:
     """time limit, also the horizon of the exact returns"""
     learning_rate: float = 0.5
     """sampled: step size of the soft-Q tables"""
+    compilation_cache: bool = True
+    """reuse compiled programs across launches (JAX's persistent cache; see --help of
+    experiments/train.py). No checkpoints: the whole study takes under a minute"""
     eval_every: int = 5
     """sampled: updates between evaluations"""
     out: str = "runs/gridworld_tabular"
@@ -117,6 +120,8 @@ def draw_policy(ax, env: GridWorld, log_p: np.ndarray, background=None, goal=Non
 
 def main(argv=None) -> dict:
     args = cli.parse(Study, argv)
+    if args.compilation_cache:
+        cli.enable_compilation_cache()
     analysis.fresh_output_dir(args.out)
     t_start = time.perf_counter()
 

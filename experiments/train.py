@@ -55,7 +55,10 @@ def run(launch: cli.Launch) -> Path:
         import tensorboardX  # noqa: F401, PLC0415 (fail before the run folder is made)
     checkpoint_dir = launch.persistence.checkpoint_dir
     run_dir = Path(launch.runs_dir) / launch.run_name
-    resuming = checkpoint_dir is not None and checkpoint.latest_step(checkpoint_dir) is not None
+    # Checked before the run folder is touched: another run's checkpoint is refused here.
+    resuming = checkpoint_dir is not None and (
+        checkpoint.resume_step(checkpoint_dir, env, launch.train, launch.num_runs) is not None
+    )
     writers = []
     primary = jax.process_index() == 0
     if primary:

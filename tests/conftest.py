@@ -22,7 +22,10 @@ import pytest  # noqa: E402
 
 @pytest.fixture(scope="session", autouse=True)
 def _compilation_cache(tmp_path_factory):
-    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
+    cache = str(tmp_path_factory.mktemp("jax_cache"))
+    jax.config.update("jax_compilation_cache_dir", cache)
+    # What the experiments' --compilation-cache reads: launchers run in tests stay on this cache.
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = cache
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     yield

@@ -157,22 +157,24 @@ def test_history_metrics_round_trip_bit_for_bit():
         assert np.asarray(back[name]).dtype == np.asarray(value).dtype
 
 
-def test_non_finite_parameters_stop_training_and_keep_the_last_good_checkpoint(
-    tmp_path, monkeypatch
+@pytest.mark.parametrize("poisoned", ["params", "obs_stats"])
+def test_non_finite_state_stops_training_and_keeps_the_last_good_checkpoint(
+    tmp_path, monkeypatch, poisoned
 ):
     steps_per_update = 3 * CONFIG.num_envs * CONFIG.unroll_length  # 60
     original = Trainer.iteration
 
-    def poisoned(self, state):  # parameters become NaN from the 11th update on
+    def poison(self, state):  # NaN from the 11th update on
         state, metrics = original(self, state)
         bad = state.iteration > 10
-        params = jax.tree_util.tree_map(lambda p: jnp.where(bad, jnp.nan, p), state.params)
-        return state.replace(params=params), metrics
+        tree = getattr(state, poisoned)
+        tree = jax.tree_util.tree_map(lambda p: jnp.where(bad, jnp.nan, p), tree)
+        return state.replace(**{poisoned: tree}), metrics
 
-    monkeypatch.setattr(Trainer, "iteration", poisoned)
+    monkeypatch.setattr(Trainer, "iteration", poison)
     directory = tmp_path / "ckpt"
-    config = CONFIG.replace(checkpoint_every=240, total_env_steps=1440)
-    with pytest.raises(FloatingPointError, match=f"parameters .* env step {11 * steps_per_update}"):
+    config = CONFIG.replace(checkpoint_every=240, total_env_steps=1440, normalize_observations=True)
+    with pytest.raises(FloatingPointError, match=f"non-finite .* env step {11 * steps_per_update}"):
         train(_env(), config, checkpoint_dir=directory, show_progress=False)
     steps = sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit())
     assert steps == [240, 480]  # the save due at 720 would have held the NaN state

@@ -164,7 +164,7 @@ def test_launcher_run_folder_and_rerun_from_its_config(tmp_path):
     assert len(moved) == 1, "the first run is kept, not overwritten"
 
 
-def test_launcher_resumes_in_the_same_run_folder(tmp_path):
+def test_launcher_resumes_in_the_same_run_folder(tmp_path, capsys):
     launcher = _launcher()
     argv = [
         "two_rooms", "--num-tasks", "2", "--eval-every", "3200", "--iterations-per-call", "10",
@@ -184,9 +184,14 @@ def test_launcher_resumes_in_the_same_run_folder(tmp_path):
     events = EventAccumulator(str(tmp_path / "b" / "x"))
     events.Reload()
     assert [e.step for e in events.Scalars("eval/episode_return_mean")] == [0, 3200, 6400]
-    # Another run's checkpoint: a named error, exit status 2.
-    other = [*argv, *ckpt, "--name", "x", "--total-env-steps", "6400", "--variant", "a3c"]
+    # Another run's checkpoint: a named error, exit status 2, and the run folder untouched.
+    before = {p.name: p.read_bytes() for p in (tmp_path / "b" / "x").iterdir()}
+    other = [*argv, *ckpt, "--name", "x", "--total-env-steps", "6400", "--learning-rate", "0.1"]
     assert launcher.main(other) == 2
+    assert {p.name: p.read_bytes() for p in (tmp_path / "b" / "x").iterdir()} == before
+    assert "config.learning_rate: 0.003 in the checkpoint, 0.1 now" in capsys.readouterr().err
+    # A budget below the checkpoint's step: refused too.
+    assert launcher.main([*argv, *ckpt, "--name", "x", "--total-env-steps", "3200"]) == 2
 
 
 def test_writers_record_what_progress_fn_received(tmp_path):

@@ -23,7 +23,9 @@ def mesh_results(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("mesh")
     env = {
         **os.environ,
-        "XLA_FLAGS": "--xla_force_host_platform_device_count=8",
+        "XLA_FLAGS": (
+            os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
+        ).strip(),
         # The resumed runs compile the same programs again: served from this cache.
         "JAX_COMPILATION_CACHE_DIR": str(workdir / "cache"),
     }

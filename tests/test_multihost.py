@@ -38,7 +38,8 @@ def _free_port() -> int:
 
 def _env(devices: int, cache: Path) -> dict:
     env = {**os.environ, "JAX_COMPILATION_CACHE_DIR": str(cache)}
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
+    flags = os.environ.get("XLA_FLAGS", "")  # conftest's faster compilation
+    env["XLA_FLAGS"] = f"{flags} --xla_force_host_platform_device_count={devices}".strip()
     env.pop("JAX_PLATFORMS", None)
     return env
 
