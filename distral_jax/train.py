@@ -143,7 +143,6 @@ def train(
             f"{len(jax.devices())} devices (e.g. jax.make_mesh(({len(jax.devices())},), "
             "('tasks',))); each process would otherwise train a copy of the run"
         )
-    mesh = None if mesh is None else sharding.auto_axes(mesh)
     hparams = runs_hparams(config, hparams, num_runs)
     signature = run_signature(env, config, num_runs, hparams)
     checkpoints, resume_step = None, None

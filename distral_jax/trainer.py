@@ -296,6 +296,7 @@ class Trainer:
             # Host values: in a multi-process job every process passes the same ones, and jit
             # reads numpy inputs as global values (a process's device arrays are local).
             keys, hparams = jax.device_get((keys, hparams))
+            mesh = sharding.auto_axes(mesh)
             shardings = self.state_shardings(jax.eval_shape(init, keys, hparams), mesh)
             metrics = sharding.replicated(mesh)
             state = jax.jit(init, out_shardings=shardings)(keys, hparams)
