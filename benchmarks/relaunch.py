@@ -31,6 +31,7 @@ SAVES = 5
 def _experiment(name: str):
     spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # its dataclasses look their module up
     spec.loader.exec_module(module)
     return module
 
@@ -55,8 +56,10 @@ def measure(name: str, workdir: Path) -> dict:
     import jax  # noqa: PLC0415
 
     from distral_jax.checkpoint import HostState, RunCheckpoints, run_signature  # noqa: PLC0415
+    from distral_jax.cli import enable_compilation_cache  # noqa: PLC0415
     from distral_jax.trainer import Trainer  # noqa: PLC0415
 
+    enable_compilation_cache()  # $JAX_COMPILATION_CACHE_DIR, set per case by main
     env, config, runs = _case(name)
     trainer = Trainer(env, config)
     keys = jax.random.split(jax.random.PRNGKey(0), runs)
