@@ -85,7 +85,7 @@ def _assert_identical(faulted: dict, reference: dict) -> None:
     [
         (
             ["--family", "gridworld"],
-            ["kill-in-commit", "random", "kill-after-save", "random"],
+            ["kill-in-commit", "random", "kill-after-save"],
         ),
         (["--family", "gridworld", "--runs", "3"], ["kill-after-save", "random"]),
         (["--family", "point_mass"], ["kill-in-commit", "random"]),
