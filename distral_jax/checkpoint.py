@@ -82,12 +82,44 @@ def run_signature(
             "action_size": int(env.action_size),
             "discrete": bool(env.discrete),
             "task_parameters_sha256": digest.hexdigest(),
+            "attributes": describe(env),
         },
         "num_runs": int(num_runs),
         "config": cli.to_dict(config),
         "hparams": {k: np.asarray(v).tolist() for k, v in dataclasses.asdict(hparams).items()},
     }
     return json.loads(json.dumps(signature))  # the form it has when read back
+
+
+def describe(value: Any, depth: int = 0) -> Any:
+    """Plain data that identifies an object: numbers, strings, arrays as dtype, shape and a
+    digest, and the public attributes of this package's objects (a grid world's layout, a
+    point mass's constants; nested up to three levels). Other objects are named by their type
+    (and a Brax environment's backend); callables (reward functions) and private attributes
+    (caches) are left out."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (np.ndarray, np.generic, jax.Array)):
+        array = np.asarray(value)
+        digest = hashlib.sha256(array.tobytes()).hexdigest()[:16]
+        return f"{array.dtype}{list(array.shape)} sha256:{digest}"
+    if isinstance(value, (tuple, list)):
+        return [describe(v, depth + 1) for v in value]
+    if isinstance(value, dict):
+        return {str(k): describe(v, depth + 1) for k, v in sorted(value.items(), key=str)}
+    if (
+        depth < 3
+        and type(value).__module__.startswith("distral_jax")
+        and hasattr(value, "__dict__")
+    ):
+        return {
+            name: describe(v, depth + 1)
+            for name, v in sorted(vars(value).items())
+            if not name.startswith("_") and not callable(v)
+        }
+    name = f"<{type(value).__module__}.{type(value).__qualname__}>"
+    backend = getattr(value, "backend", None)  # a Brax environment's physics
+    return f"{name} backend={backend}" if isinstance(backend, str) else name
 
 
 def signature_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:

@@ -114,6 +114,17 @@ def test_a_checkpoint_of_another_run_is_refused_naming_what_differs(trained, cha
         )
 
 
+def test_a_family_with_the_same_sizes_and_tasks_but_other_walls_is_refused(tmp_path):
+    wide = "#####\n#...#\n#...#\n#####"
+    tall = "####\n#..#\n#..#\n#..#\n####"
+    family = lambda layout: make_family("gridworld", layout=layout, goals=[5, 0])
+    assert family(wide).observation_size == family(tall).observation_size == 6
+    config = CONFIG.replace(total_env_steps=240, eval_every=240)
+    train(family(wide), config, checkpoint_dir=tmp_path, show_progress=False)
+    with pytest.raises(CheckpointError, match=r"family\.attributes\.layout\.free"):
+        train(family(tall), config, checkpoint_dir=tmp_path, show_progress=False)
+
+
 def test_load_policy_refuses_another_family(trained):
     directory, _, _ = trained
     with pytest.raises(CheckpointError, match="family.num_tasks"):
