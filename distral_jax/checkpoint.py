@@ -1,7 +1,7 @@
 """Checkpoints of training runs (Orbax), resumed exactly, and trained policies loaded from them.
 
 A checkpoint directory holds one run (``train(..., checkpoint_dir=...)``): one Orbax step folder
-per save, named by the environment steps done, each with three items::
+per save, named by the environment steps done, each with three Orbax items and a checksum file::
 
     <checkpoint_dir>/<env_steps>/state      the TrainState of every vmapped run (arrays, sharded
                                             as they were on the devices that saved them)
