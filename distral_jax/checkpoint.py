@@ -436,17 +436,6 @@ def resume_step(
         checkpoints.close()
 
 
-def latest_step(checkpoint_dir: str | os.PathLike) -> int | None:
-    """The newest complete step in a checkpoint directory; ``None`` if empty or absent."""
-    if not Path(checkpoint_dir).expanduser().is_dir():
-        return None
-    checkpoints = RunCheckpoints(checkpoint_dir, read_only=True)
-    try:
-        return checkpoints.latest_step()
-    finally:
-        checkpoints.close()
-
-
 # ----------------------------------------------------------------------------- policies
 
 

@@ -4,8 +4,9 @@
 a ``progress_fn(env_steps, metrics)`` callback after every evaluation. Given a checkpoint
 directory it saves the run (``distral_jax.checkpoint``) and, relaunched, resumes it exactly; given
 a device mesh it splits runs and tasks over devices (``distral_jax.sharding``). Between jitted
-calls it checks that losses, gradient norms and parameters are finite, so that a diverged run
-stops (before it is saved) instead of continuing silently.
+calls it checks that losses, gradient norms, parameters, optimiser state and observation
+statistics are finite, so that a diverged run stops (before it is saved) instead of continuing
+silently.
 """
 
 from __future__ import annotations
@@ -170,7 +171,14 @@ def train(
 class _HostLoop:
     """The loop between jitted calls: evaluations, progress, checks and checkpoints."""
 
-    def __init__(self, trainer, compiled: CompiledRun, num_runs, progress_fn, show_progress):
+    def __init__(
+        self,
+        trainer: Trainer,
+        compiled: CompiledRun,
+        num_runs: int,
+        progress_fn: ProgressFn | None,
+        show_progress: bool,
+    ):
         config = trainer.config
         self.config = config
         self.compiled = compiled
