@@ -62,17 +62,13 @@ def run_signature(
     """What identifies a run: a resumed run must match its checkpoint in all of it.
 
     Args:
-      env: the task family (its type, sizes and task parameters count).
+      env: the task family: its type, sizes, task parameters and attributes count.
       config: the run's configuration.
       num_runs: vmapped runs.
       hparams: traced hyperparameters ``[num_runs]``.
     """
-    tasks = jax.tree_util.tree_leaves(env.tasks())
-    digest = hashlib.sha256()
-    for leaf in tasks:
-        leaf = np.asarray(leaf)
-        digest.update(f"{leaf.dtype}{leaf.shape}".encode())
-        digest.update(leaf.tobytes())
+    leaves, _ = jax.tree_util.tree_flatten_with_path(env.tasks())
+    tasks = {jax.tree_util.keystr(path).lstrip(".") or "tasks": leaf for path, leaf in leaves}
     signature = {
         "format": FORMAT,
         "family": {
@@ -81,7 +77,7 @@ def run_signature(
             "observation_size": int(env.observation_size),
             "action_size": int(env.action_size),
             "discrete": bool(env.discrete),
-            "task_parameters_sha256": digest.hexdigest(),
+            "task_parameters": describe(tasks),
             "attributes": describe(env),
         },
         "num_runs": int(num_runs),
@@ -132,11 +128,7 @@ def signature_differences(saved: dict[str, Any], current: dict[str, Any]) -> lis
         if name in ignored:
             continue
         a, b = flat_saved.get(name, "<absent>"), flat_current.get(name, "<absent>")
-        if a == b:
-            continue
-        if name == "family.task_parameters_sha256":
-            out.append("family task parameters differ (other goals, masses, directions or seed)")
-        else:
+        if a != b:
             out.append(f"{name}: {a!r} in the checkpoint, {b!r} now")
     return out
 
@@ -257,15 +249,16 @@ class RunCheckpoints:
             self.directory, options=options, item_names=("state", "host", "run")
         )
         self._pending: int | None = None  # a step saved asynchronously, not yet checksummed
-        self._verified: set[int] = set()
+        self._verified: set[tuple[int, str | None]] = set()
 
     def latest_step(self) -> int | None:
         """The newest complete step, ``None`` for an empty or absent directory."""
         return self._manager.latest_step()
 
     def read_run(self, step: int) -> dict[str, Any]:
-        """The ``run`` item (the run's signature) of a step."""
-        self.verify(step)
+        """The ``run`` item (the run's signature) of a step; only its files are verified here,
+        the whole step when it is restored."""
+        self.verify(step, item="run")
         restored = self._restore(step, ocp.args.Composite(run=ocp.args.JsonRestore()))
         return restored.run
 
@@ -361,13 +354,13 @@ class RunCheckpoints:
                 os.replace(tmp, step_dir / CHECKSUMS)
         self._pending = None
 
-    def verify(self, step: int) -> None:
-        """Checks every file of a step against its checksums.
+    def verify(self, step: int, item: str | None = None) -> None:
+        """Checks the files of a step (of one of its items, if given) against its checksums.
 
         Raises:
           CheckpointError: a file is missing or differs, named with its path.
         """
-        if step in self._verified:
+        if (step, None) in self._verified or (step, item) in self._verified:
             return
         step_dir = self.directory / str(step)
         manifest = step_dir / CHECKSUMS
@@ -378,6 +371,8 @@ class RunCheckpoints:
         except (OSError, ValueError) as error:
             raise CheckpointError(f"checkpoint file {manifest} is damaged: {error}") from None
         for name, expected in sums.items():
+            if item is not None and not name.startswith(f"{item}/"):
+                continue
             path = step_dir / name
             if not path.is_file():
                 raise CheckpointError(f"checkpoint file {path} is missing")
@@ -387,7 +382,7 @@ class RunCheckpoints:
                     f"recorded when it was saved). Delete {step_dir} to resume from an earlier "
                     "step."
                 )
-        self._verified.add(step)
+        self._verified.add((step, item))
 
     def _restore(self, step: int, args: ocp.args.Composite) -> Any:
         try:

@@ -162,8 +162,7 @@ def train(
     finally:
         if checkpoints is not None:
             checkpoints.close()
-    squeeze = (lambda x: x[0]) if num_runs == 1 else (lambda x: x)
-    policy_params = jax.tree_util.tree_map(squeeze, state.policy_params)
+    policy_params = jax.tree_util.tree_map(loop.squeeze, state.policy_params)
     make_policy = functools.partial(acting.make_policy, trainer.networks)
     return make_policy, policy_params, loop.host.history[-1][1]
 

@@ -97,9 +97,13 @@ def test_a_longer_budget_continues_the_run_as_if_it_had_been_planned(trained, tm
         (dict(config=CONFIG.replace(variant="a3c")), "config.variant"),
         (dict(config=CONFIG.replace(hidden_sizes=(16,))), "config.hidden_sizes"),
         (dict(env=_env(4)), "family.num_tasks"),
+        (
+            dict(env=make_family("gridworld", layout="two_rooms", goals=[0, 1, 2])),
+            "family.task_parameters.goal",
+        ),
         (dict(num_runs=2), "num_runs"),
     ],
-    ids=["variant", "hidden_sizes", "task_count", "num_runs"],
+    ids=["variant", "hidden_sizes", "task_count", "goals", "num_runs"],
 )
 def test_a_checkpoint_of_another_run_is_refused_naming_what_differs(trained, change, named):
     directory, _, _ = trained
