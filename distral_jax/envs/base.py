@@ -33,7 +33,7 @@ class State:
 
     Attributes:
       pipeline_state: environment-specific dynamics state.
-      obs: observation, shape ``[observation_size]``.
+      obs: observation, shape ``observation_shape`` (``[observation_size]`` when flat).
       reward: scalar float32 reward of the last transition.
       done: scalar float32, 1.0 if the last transition ended the episode.
       metrics: dict of scalar diagnostics.
@@ -87,6 +87,19 @@ class TaskFamily(abc.ABC):
     @abc.abstractmethod
     def step(self, state: State, action: jax.Array, task: PyTree) -> State:
         """Advances one environment of one task by one step."""
+
+    @property
+    def observation_shape(self) -> tuple[int, ...]:
+        """Shape of one observation: ``(observation_size,)`` for flat vectors (the default),
+        ``(H, W, C)`` for image-like observations, which networks read through a conv torso."""
+        return (self.observation_size,)
+
+    @property
+    def observation_vocabulary(self) -> int | None:
+        """For ``(H, W, C)`` observations of integer ids (a grid's tile and colour per cell):
+        one more than the largest id, so that networks embed each channel's ids; ``None`` for
+        observations that are numbers (the default)."""
+        return None
 
     @property
     def one_hot_observations(self) -> bool:

@@ -30,7 +30,8 @@ def check_family(env: TaskFamily) -> None:
 
     Checked: ``num_tasks``, ``observation_size`` and ``action_size`` are positive integers;
     every leaf of ``tasks()`` is an array with leading axis ``num_tasks``; ``reset`` and
-    ``step`` return observations of shape ``(observation_size,)``, a scalar reward and a scalar
+    ``step`` return observations of shape ``observation_shape`` (whose size is
+    ``observation_size``), a scalar reward and a scalar
     ``done``, and the same state structure (every leaf of the same shape and dtype, ``reward``
     and ``done`` aside: the time-limit wrapper casts those to float32).
     """
@@ -65,13 +66,14 @@ def check_family(env: TaskFamily) -> None:
     task = jax.tree_util.tree_map(lambda x: jnp.asarray(x)[0], tasks)
 
     state = jax.eval_shape(env.reset, jax.random.PRNGKey(0), task)
-    _check_state(fail, "reset", state, env.observation_size)
+    shape = _observation_shape(fail, env)
+    _check_state(fail, "reset", state, shape)
     if env.discrete:
         action = jax.ShapeDtypeStruct((), jnp.int32)
     else:
         action = jax.ShapeDtypeStruct((env.action_size,), jnp.float32)
     stepped = jax.eval_shape(env.step, state, action, task)
-    _check_state(fail, "step", stepped, env.observation_size)
+    _check_state(fail, "step", stepped, shape)
 
     before = _leaf_specs(state)
     after = _leaf_specs(stepped)
@@ -88,16 +90,32 @@ def check_family(env: TaskFamily) -> None:
         _PASSED.add(env)
 
 
-def _check_state(fail, method: str, state, observation_size: int) -> None:
+def _observation_shape(fail, env: TaskFamily) -> tuple[int, ...]:
+    shape = tuple(int(d) for d in env.observation_shape)
+    if len(shape) not in (1, 3) or int(np.prod(shape)) != int(env.observation_size):
+        fail(
+            "observation_shape",
+            "observation_shape",
+            f"must be (observation_size,) or (H, W, C) with H*W*C = observation_size="
+            f"{env.observation_size}, got {shape}",
+        )
+    vocabulary = env.observation_vocabulary
+    if vocabulary is not None and (len(shape) != 3 or int(vocabulary) < 1):
+        fail(
+            "observation_vocabulary",
+            "observation_vocabulary",
+            f"must be None or a positive integer for (H, W, C) observations, got {vocabulary!r} "
+            f"with observation_shape {shape}",
+        )
+    return shape
+
+
+def _check_state(fail, method: str, state, shape: tuple[int, ...]) -> None:
     for field in ("obs", "reward", "done"):
         if not hasattr(state, field):
             fail(method, field, "is missing: return a distral_jax.envs.base.State")
-    if tuple(state.obs.shape) != (observation_size,):
-        fail(
-            method,
-            "obs",
-            f"has shape {tuple(state.obs.shape)} but observation_size says ({observation_size},)",
-        )
+    if tuple(state.obs.shape) != shape:
+        fail(method, "obs", f"has shape {tuple(state.obs.shape)} but observation_shape says {shape}")
     for field in ("reward", "done"):
         value = getattr(state, field)
         if tuple(value.shape) != ():

@@ -33,6 +33,14 @@ class Wrapper(TaskFamily):
         return self.env.observation_size
 
     @property
+    def observation_shape(self) -> tuple[int, ...]:
+        return self.env.observation_shape
+
+    @property
+    def observation_vocabulary(self) -> int | None:
+        return self.env.observation_vocabulary
+
+    @property
     def action_size(self) -> int:
         return self.env.action_size
 
