@@ -9,6 +9,11 @@ parameters, observation statistics, hyperparameters), never on a trainer's state
                       rollouts (it lives in ``envs.episodes``: families use it too)
   * ``evaluate``      ``run_episodes`` for π_i and π_0, sampled and greedy
   * ``make_policy``   Brax-style ``policy(obs, key) -> action`` from trained parameters
+                      (``policy(obs, state, key) -> (action, state)`` for recurrent cores)
+
+Recurrent cores: the rollout carries the networks' ``CoreState`` across steps and calls, resets
+it wherever an episode ends, and stores the state each step acted from in the trajectory, so
+that a learner recomputes the same states from the first one (``DistralNetworks.unroll``).
 """
 
 from __future__ import annotations
@@ -19,14 +24,22 @@ from flax import struct
 
 from distral_jax.configs import Hyperparams
 from distral_jax.envs.base import PyTree, State, TaskFamily, batch_step
-from distral_jax.envs.episodes import Episodes, Policy, random_policy, run_episodes, success_of
-from distral_jax.networks import DistralNetworks, DistralParams
+from distral_jax.envs.episodes import (
+    Episodes,
+    Policy,
+    RecurrentPolicy,
+    random_policy,
+    run_episodes,
+    success_of,
+)
+from distral_jax.networks import CoreState, DistralNetworks, DistralParams, reset_core_state
 from distral_jax.normalization import RunningStats
 
 __all__ = [
     "Episodes",
     "Policy",
     "PolicyParams",
+    "RecurrentPolicy",
     "Transition",
     "evaluate",
     "make_policy",
@@ -60,6 +73,8 @@ class Transition:
       episode_return: return of the episode ending here (valid where ``done``).
       success: 1 where the episode ended in success (valid where ``done``; NaN for families
         whose ``metrics`` define no ``"success"``).
+      core_state: the networks' recurrent state the action was chosen from (no leaves for the
+        feed-forward core).
     """
 
     obs: jax.Array
@@ -71,6 +86,7 @@ class Transition:
     behaviour_log_prob: jax.Array
     episode_return: jax.Array
     success: jax.Array
+    core_state: CoreState = CoreState()
 
 
 def rollout(
@@ -78,10 +94,11 @@ def rollout(
     networks: DistralNetworks,
     policy_params: PolicyParams,
     env_state: State,
+    core_state: CoreState,
     tasks: PyTree,
     key: jax.Array,
     unroll_length: int,
-) -> tuple[State, Transition]:
+) -> tuple[State, CoreState, Transition]:
     """``unroll_length`` steps of the task policies π_i in every environment of every task.
 
     Args:
@@ -89,22 +106,30 @@ def rollout(
       networks: the policies.
       policy_params: the acting parameters.
       env_state: ``[N, E]`` environment states.
+      core_state: ``[N, E]`` the networks' recurrent state (``networks.initial_state``).
       tasks: task parameters, leading axis N.
       key: PRNG key.
       unroll_length: T.
     Returns:
-      ``(env_state [N, E], trajectories [N, E, T])``: time is the last batch axis, so that a
-      learner can ``vmap`` a per-trajectory loss over tasks and environments.
+      ``(env_state [N, E], core_state [N, E], trajectories [N, E, T])``: time is the last batch
+      axis, so that a learner can ``vmap`` a per-trajectory loss over tasks and environments.
     """
     dist = networks.dist
     hp = policy_params.hparams
 
-    def step(env_state: State, step_key: jax.Array):
-        pi, _, _ = networks.policies(
-            policy_params.params, policy_params.obs_stats, env_state.obs, hp.column_alpha
+    def step(carry, step_key: jax.Array):
+        env_state, core_state = carry
+        pi, _, _, next_core = networks.act(
+            policy_params.params,
+            policy_params.obs_stats,
+            env_state.obs,
+            core_state,
+            hp.column_alpha,
         )
         action = dist.sample(step_key, pi)
         nxt = batch_step(env, env_state, dist.postprocess(action), tasks)
+        # The environment auto-reset where an episode ended: so do the cores.
+        next_core = reset_core_state(next_core, nxt.done)
         terminated = nxt.done * (1.0 - nxt.info["truncation"])
         transition = Transition(
             obs=env_state.obs,
@@ -116,13 +141,14 @@ def rollout(
             behaviour_log_prob=dist.log_prob(pi, action),
             episode_return=nxt.info["episode_return"],
             success=success_of(nxt),
+            core_state=core_state,
         )
-        return nxt, transition
+        return (nxt, next_core), transition
 
     keys = jax.random.split(key, unroll_length)
-    env_state, traj = jax.lax.scan(step, env_state, keys)
+    (env_state, core_state), traj = jax.lax.scan(step, (env_state, core_state), keys)
     # [T, N, E, ...] -> [N, E, T, ...]
-    return env_state, jax.tree_util.tree_map(lambda x: jnp.moveaxis(x, 0, 2), traj)
+    return env_state, core_state, jax.tree_util.tree_map(lambda x: jnp.moveaxis(x, 0, 2), traj)
 
 
 # Evaluation modes: (act with π_0, act greedily) and the metric names they report under.
@@ -153,18 +179,25 @@ def evaluate(
     use_prior = jnp.array([m[0] for m in _EVAL_MODES])
     greedy = jnp.array([m[1] for m in _EVAL_MODES])
 
+    num_tasks = jax.tree_util.tree_leaves(tasks)[0].shape[0]
+    start = networks.initial_state((num_tasks, num_envs))
+
     def one_mode(mode_key, prior, greedy_):
-        def policy(obs, k):
-            pi, pi0, _ = networks.policies(
+        def policy(obs, state, k):
+            pi, pi0, _, state = networks.act(
                 policy_params.params,
                 policy_params.obs_stats,
                 obs,
+                state,
                 policy_params.hparams.column_alpha,
             )
             p = jax.tree_util.tree_map(lambda a, b: jnp.where(prior, b, a), pi, pi0)
-            return dist.postprocess(jnp.where(greedy_, dist.mode(p), dist.sample(k, p)))
+            action = jnp.where(greedy_, dist.mode(p), dist.sample(k, p))
+            return dist.postprocess(action), state
 
-        episodes = run_episodes(env, policy, tasks, mode_key, num_envs, episode_length)
+        episodes = run_episodes(
+            env, policy, tasks, mode_key, num_envs, episode_length, policy_state=start
+        )
         return episodes.returns.mean(axis=1), episodes.success.mean(axis=1)
 
     keys = jax.random.split(key, len(_EVAL_MODES))
@@ -183,8 +216,13 @@ def make_policy(
     prior: bool = False,
     task: int | None = None,
     with_extras: bool = False,
-) -> Policy:
-    """Brax-style policy: ``policy(obs [N, ..., O], key) -> action [N, ...]``.
+) -> Policy | RecurrentPolicy:
+    """Brax-style policy: ``policy(obs [N, ..., *obs_shape], key) -> action [N, ...]``.
+
+    With a recurrent core the policy has memory: ``policy(obs, state, key) -> (action,
+    state)``. Pass ``state=None`` at the start of episodes, then the state it returned; where an
+    episode ends (and a batched environment restarts), ``networks.reset_core_state(state,
+    done)`` starts that environment's memory afresh.
 
     ``train`` returns this function with ``networks`` bound, so it is called as
     ``make_policy(policy_params, deterministic=..., prior=..., task=..., with_extras=...)``.
@@ -194,35 +232,46 @@ def make_policy(
       policy_params: what ``train`` returns (one run: no leading run axis).
       deterministic: act with the mode instead of sampling.
       prior: act with the distilled policy π_0 instead of the task policies.
-      task: act for this one task: ``policy(obs [..., O], key) -> action [...]``.
-      with_extras: return ``(action, {})`` as Brax's policies do.
+      task: act for this one task: ``policy(obs [..., *obs_shape], key) -> action [...]``.
+      with_extras: return ``(action, {})`` as Brax's policies do (``((action, {}), state)``
+        for recurrent policies).
     Raises:
-      ValueError: ``task`` out of range; the policy raises one for observations whose last
-        axis is not ``O`` or, without ``task``, whose first axis is not the task axis ``N``.
+      ValueError: ``task`` out of range; the policy raises one for observations that do not end
+        in the observation shape or, without ``task``, whose first axis is not the task axis N.
     """
     dist = networks.dist
-    num_tasks, size = networks.num_tasks, networks.observation_size
+    num_tasks, shape = networks.num_tasks, networks.observation_shape
     if task is not None and not 0 <= int(task) < num_tasks:
         raise ValueError(f"`task` must be in [0, {num_tasks}), got {task!r}")
 
-    def policy(obs: jax.Array, key: jax.Array):
+    def act(obs: jax.Array, state: CoreState | None, key: jax.Array):
         obs = jnp.asarray(obs)
-        if obs.ndim == 0 or obs.shape[-1] != size:
-            raise ValueError(f"policy: `obs` must end in observation_size={size}, got {obs.shape}")
-        if task is None and (obs.ndim < 2 or obs.shape[0] != num_tasks):
+        if obs.ndim < len(shape) or tuple(obs.shape[obs.ndim - len(shape) :]) != shape:
             raise ValueError(
-                f"policy: `obs` must be [N={num_tasks}, ..., {size}] with the task axis first, "
+                f"policy: `obs` must end in the observation shape {shape}, got {obs.shape}"
+            )
+        if task is None and (obs.ndim < len(shape) + 1 or obs.shape[0] != num_tasks):
+            raise ValueError(
+                f"policy: `obs` must be [N={num_tasks}, ..., *{shape}] with the task axis first, "
                 f"got {obs.shape}; for one task's observations use make_policy(..., task=i)"
             )
         if task is not None:
             obs = jnp.broadcast_to(obs, (num_tasks,) + obs.shape)
-        pi, pi0, _ = networks.policies(
-            policy_params.params, policy_params.obs_stats, obs, policy_params.hparams.column_alpha
+        if state is None:
+            state = networks.initial_state(obs.shape[: obs.ndim - len(shape)])
+        pi, pi0, _, state = networks.act(
+            policy_params.params,
+            policy_params.obs_stats,
+            obs,
+            state,
+            policy_params.hparams.column_alpha,
         )
         p = pi0 if prior else pi
         action = dist.postprocess(dist.mode(p) if deterministic else dist.sample(key, p))
         if task is not None:
             action = action[int(task)]
-        return (action, {}) if with_extras else action
+        return ((action, {}) if with_extras else action), state
 
-    return policy
+    if networks.recurrent:
+        return act
+    return lambda obs, key: act(obs, None, key)[0]

@@ -198,6 +198,55 @@ class HalfcheetahMassOptions(BraxOptions):
     name: ClassVar[str] = "halfcheetah_mass"
 
 
+@dataclasses.dataclass(frozen=True)
+class XLandMiniGridOptions:
+    """XLand-MiniGrid: partially observed grid worlds; a task is a generated ruleset."""
+
+    name: ClassVar[str] = "xland_minigrid"
+    env_id: str = "XLand-MiniGrid-R1-9x9"
+    """an xminigrid environment id (XLand-* ids: rulesets; MiniGrid-* ids: fixed levels)"""
+    num_tasks: int = 4
+    """rulesets (or levels) drawn by the seeded generator"""
+    task_seed: int = 0
+    """seed of the ruleset generator"""
+    num_rules: int = 0
+    """production rules chained before each goal"""
+    num_distractors: int = 2
+    """objects placed that the goal does not need"""
+    max_steps: int | None = None
+    """the environment's time limit (default: xminigrid's); match --episode-length to it"""
+
+    def build(self) -> TaskFamily:
+        kwargs: dict[str, Any] = dict(
+            env_id=self.env_id,
+            num_tasks=self.num_tasks,
+            task_seed=self.task_seed,
+            num_rules=self.num_rules,
+            num_distractors=self.num_distractors,
+        )
+        if self.max_steps is not None:
+            kwargs["max_steps"] = self.max_steps
+        return registry.make_family(self.name, **kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class GymnaxOptions:
+    """gymnax classic control; tasks differ in a physical parameter (pole length, gravity...)."""
+
+    name: ClassVar[str] = "gymnax"
+    env_id: str = "CartPole-v1"
+    """CartPole-v1, Pendulum-v1, Acrobot-v1, MountainCar-v0 or MountainCarContinuous-v0"""
+    num_tasks: int = 4
+    """tasks spread over the environment's default parameter range"""
+    task_seed: int | None = None
+    """draw the parameters at random with this seed (default: evenly spread)"""
+
+    def build(self) -> TaskFamily:
+        return registry.make_family(
+            self.name, env_id=self.env_id, num_tasks=self.num_tasks, task_seed=self.task_seed
+        )
+
+
 FAMILY_OPTIONS: dict[str, type] = {
     cls.name: cls
     for cls in (
@@ -210,6 +259,8 @@ FAMILY_OPTIONS: dict[str, type] = {
         AntDirOptions,
         AntGoalOptions,
         HalfcheetahMassOptions,
+        XLandMiniGridOptions,
+        GymnaxOptions,
     )
 }
 assert set(FAMILY_OPTIONS) == set(registry.FAMILIES), "every registered family has options"

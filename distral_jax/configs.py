@@ -40,6 +40,7 @@ from distral_jax.losses import Regularizer, alpha_beta
 
 Architecture = Literal["1col", "2col", "shared"]
 Learner = Literal["a2c", "ppo"]
+Core = Literal["mlp", "lstm", "gru"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -182,6 +183,9 @@ class TrainConfig:
         calls of ``iterations_per_call`` updates).
       episode_length: time limit; longer episodes are truncated and bootstrapped.
       hidden_sizes: MLP widths of every network.
+      core: ``"mlp"`` (feed-forward), or a recurrent ``"lstm"``/``"gru"`` cell of size
+        ``hidden_sizes[-1]`` after the hidden layers of every network (π_0, the task policies or
+        columns, the shared network, the values): policies then see the episode so far.
       eval_every: env steps between evaluations (rounded to whole jitted calls).
       eval_envs: episodes per task per evaluation.
       learning_rate: optimiser step size (Adam).
@@ -214,6 +218,7 @@ class TrainConfig:
     total_env_steps: int = 1_000_000
     episode_length: int = 100
     hidden_sizes: tuple[int, ...] = (64,)
+    core: Core = "mlp"
     eval_every: int = 50_000
     eval_envs: int = 16
     learning_rate: float = 3e-3
@@ -240,6 +245,7 @@ class TrainConfig:
             self.architecture,
         )
         _require(self.learner in ("a2c", "ppo"), "learner", "'a2c' or 'ppo'", self.learner)
+        _require(self.core in ("mlp", "lstm", "gru"), "core", "'mlp', 'lstm' or 'gru'", self.core)
         _require(
             self.regularizer in ("analytic", "sampled"),
             "regularizer",

@@ -12,7 +12,7 @@ class RunningStats:
     """Welford-style running statistics over all leading axes of the observations seen.
 
     Attributes:
-      mean, var: ``[observation_size]``.
+      mean, var: the observation shape (``[observation_size]`` for flat observations).
       count: scalar float32 number of observations folded in.
     """
 
@@ -21,16 +21,17 @@ class RunningStats:
     count: jax.Array
 
     @classmethod
-    def create(cls, size: int) -> RunningStats:
+    def create(cls, shape: int | tuple[int, ...]) -> RunningStats:
+        shape = (shape,) if isinstance(shape, int) else tuple(shape)
         return cls(
-            mean=jnp.zeros((size,), jnp.float32),
-            var=jnp.ones((size,), jnp.float32),
+            mean=jnp.zeros(shape, jnp.float32),
+            var=jnp.ones(shape, jnp.float32),
             count=jnp.zeros((), jnp.float32),
         )
 
     def update(self, batch: jax.Array) -> RunningStats:
-        """Folds in ``batch`` of shape ``[..., observation_size]`` (parallel-variance formula)."""
-        x = batch.reshape(-1, batch.shape[-1])
+        """Folds in ``batch`` of shape ``[..., *shape]`` (parallel-variance formula)."""
+        x = batch.reshape((-1,) + self.mean.shape).astype(jnp.float32)
         n = jnp.asarray(x.shape[0], jnp.float32)
         batch_mean = x.mean(axis=0)
         batch_var = x.var(axis=0)

@@ -34,7 +34,7 @@ from distral_jax.envs.checks import check_family
 from distral_jax.envs.wrappers import wrap_for_training
 from distral_jax.learners import make_learner, make_optimizer
 from distral_jax.learners.base import Metrics
-from distral_jax.networks import DistralParams, make_networks
+from distral_jax.networks import CoreState, DistralParams, make_networks
 from distral_jax.normalization import RunningStats
 
 
@@ -48,6 +48,7 @@ class TrainState:
       hparams: traced numeric hyperparameters.
       obs_stats: running observation statistics (unused when normalisation is off).
       env_state: environment states ``[N, E]``.
+      core_state: the networks' recurrent state ``[N, E]`` (no leaves for the MLP core).
       tasks: task parameters, leading axis N.
       key: PRNG key.
       iteration: number of updates done.
@@ -58,6 +59,7 @@ class TrainState:
     hparams: Hyperparams
     obs_stats: RunningStats
     env_state: State
+    core_state: CoreState
     tasks: Any
     key: jax.Array
     iteration: jax.Array
@@ -147,8 +149,9 @@ class Trainer:
             params=params,
             opt_state=self.optimizer.init(params),
             hparams=hparams,
-            obs_stats=RunningStats.create(self.family.observation_size),
+            obs_stats=RunningStats.create(self.family.observation_shape),
             env_state=batch_reset(self.env, env_keys, tasks),
+            core_state=self.networks.initial_state((self.num_tasks, self.config.num_envs)),
             tasks=tasks,
             key=k_run,
             iteration=jnp.zeros((), jnp.int32),
@@ -157,11 +160,12 @@ class Trainer:
     def iteration(self, state: TrainState) -> tuple[TrainState, Metrics]:
         """One rollout and one learner update; per-task metrics ``[N]``."""
         key, rollout_key, update_key = jax.random.split(state.key, 3)
-        env_state, traj = acting.rollout(
+        env_state, core_state, traj = acting.rollout(
             self.env,
             self.networks,
             state.policy_params,
             state.env_state,
+            state.core_state,
             state.tasks,
             rollout_key,
             self.config.unroll_length,
@@ -179,6 +183,7 @@ class Trainer:
             opt_state=out.opt_state,
             obs_stats=obs_stats,
             env_state=env_state,
+            core_state=core_state,
             key=key,
             iteration=state.iteration + 1,
         )
@@ -267,6 +272,7 @@ class Trainer:
             hparams=per_run(state.hparams),
             obs_stats=per_run(state.obs_stats),
             env_state=sharding.tree_sharding(mesh, state.env_state, per_task=True),
+            core_state=sharding.tree_sharding(mesh, state.core_state, per_task=True),
             tasks=sharding.tree_sharding(mesh, state.tasks, per_task=True),
             key=per_run(state.key),
             iteration=per_run(state.iteration),

@@ -34,6 +34,7 @@ NON_DEFAULT = dict(
     total_env_steps=1234,
     episode_length=7,
     hidden_sizes=(5, 6),
+    core="gru",
     eval_every=999,
     eval_envs=3,
     learning_rate=1e-4,

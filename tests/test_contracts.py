@@ -53,7 +53,10 @@ class ZeroActions(MultiTaskBandit):
 
 
 FAMILY_ERRORS = [
-    (WrongObservationSize, "WrongObservationSize.reset: `obs` has shape (1,) but observation_size"),
+    (
+        WrongObservationSize,
+        "WrongObservationSize.reset: `obs` has shape (1,) but observation_shape",
+    ),
     (VectorReward, "VectorReward.step: `reward` must be a scalar, got shape (3,)"),
     (ListTasks, "ListTasks.tasks: `tasks()[0]` must be an array with leading axis num_tasks=2"),
     (MetricsAppear, "MetricsAppear.step: `state` changes structure"),
@@ -186,7 +189,7 @@ def test_make_policy_checks_the_task_axis(bandit_policy):
     assert policy(jnp.ones((2, 7, 1)), key).shape == (2, 7)
     with pytest.raises(ValueError, match=r"task axis first.*task=i"):
         policy(jnp.ones((7, 1)), key)
-    with pytest.raises(ValueError, match="observation_size=1"):
+    with pytest.raises(ValueError, match=r"observation shape \(1,\)"):
         policy(jnp.ones((2, 7, 3)), key)
     one_task = acting.make_policy(networks, params, task=1, deterministic=True)
     both = acting.make_policy(networks, params, deterministic=True)(jnp.ones((2, 7, 1)), key)

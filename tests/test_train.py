@@ -145,6 +145,7 @@ def rollout(trainer: Trainer, state, key):
         trainer.networks,
         state.policy_params,
         state.env_state,
+        state.core_state,
         state.tasks,
         key,
         trainer.config.unroll_length,
@@ -157,7 +158,7 @@ def test_truncation_bootstraps_and_termination_does_not():
     config = tiny_config("a3c", num_envs=1, unroll_length=6, episode_length=4)
     trainer = Trainer(env, config)
     state = trainer.init(jax.random.PRNGKey(0))
-    _, traj = rollout(trainer, state, jax.random.PRNGKey(1))
+    _, _, traj = rollout(trainer, state, jax.random.PRNGKey(1))
     gamma = float(config.gamma)
     # Task 0: steps 1..3 then a fresh episode; discount 0 only at the terminal step.
     np.testing.assert_allclose(traj.done[0, 0], [0, 0, 1, 0, 0, 1])
@@ -176,7 +177,7 @@ def test_vmap_over_tasks_matches_tasks_one_at_a_time():
     config = tiny_config("distral_klent_1col", unroll_length=6)
     trainer = Trainer(env, config)
     state = trainer.init(jax.random.PRNGKey(3))
-    _, traj = rollout(trainer, state, jax.random.PRNGKey(4))
+    _, _, traj = rollout(trainer, state, jax.random.PRNGKey(4))
     hp = state.hparams
     _, all_metrics = trainer.learner.loss(state.params, hp, state.obs_stats, traj)
 

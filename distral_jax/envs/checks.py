@@ -115,7 +115,9 @@ def _check_state(fail, method: str, state, shape: tuple[int, ...]) -> None:
         if not hasattr(state, field):
             fail(method, field, "is missing: return a distral_jax.envs.base.State")
     if tuple(state.obs.shape) != shape:
-        fail(method, "obs", f"has shape {tuple(state.obs.shape)} but observation_shape says {shape}")
+        fail(
+            method, "obs", f"has shape {tuple(state.obs.shape)} but observation_shape says {shape}"
+        )
     for field in ("reward", "done"):
         value = getattr(state, field)
         if tuple(value.shape) != ():

@@ -19,6 +19,8 @@ from distral_jax.envs.base import PyTree, State, TaskFamily, batch_reset, batch_
 from distral_jax.envs.wrappers import EpisodeLimit
 
 Policy = Callable[[jax.Array, jax.Array], jax.Array]
+# A policy with memory: ``policy(obs, state, key) -> (action, state)``.
+RecurrentPolicy = Callable[[jax.Array, Any, jax.Array], tuple[jax.Array, Any]]
 
 
 def success_of(state: State) -> jax.Array:
@@ -46,23 +48,27 @@ class Episodes(NamedTuple):
 
 def run_episodes(
     env: TaskFamily,
-    policy: Policy,
+    policy: Policy | RecurrentPolicy,
     tasks: PyTree,
     key: jax.Array,
     num_envs: int,
     episode_length: int,
     record: bool = False,
+    policy_state: PyTree = None,
 ) -> Episodes:
     """One episode (at most ``episode_length`` steps) in each of ``num_envs`` envs per task.
 
     Args:
       env: the unwrapped family (the time limit is added here).
-      policy: ``policy(obs [N, E, O], key) -> action [N, E, ...]`` as the environment takes it.
+      policy: ``policy(obs [N, E, ...], key) -> action [N, E, ...]`` as the environment takes
+        it; with ``policy_state``, a recurrent ``policy(obs, state, key) -> (action, state)``.
       tasks: task parameters, leading axis N.
       key: PRNG key (resets and the policy's keys are split from it).
       num_envs: E, episodes per task.
       episode_length: the time limit.
       record: also return the states after every step (for rendering).
+      policy_state: a recurrent policy's state at the start of the episodes (leaves ``[N, E,
+        ...]``, e.g. ``DistralNetworks.initial_state((N, E))``).
     Returns:
       ``Episodes``.
     """
@@ -71,18 +77,25 @@ def run_episodes(
     num_tasks = jax.tree_util.tree_leaves(tasks)[0].shape[0]
     state = batch_reset(limited, jax.random.split(reset_key, (num_tasks, num_envs)), tasks)
 
+    recurrent = policy_state is not None
+
     def step(carry, k):
-        state, ret, success, alive = carry
-        nxt = batch_step(limited, state, policy(state.obs, k), tasks)
+        state, memory, ret, success, alive = carry
+        if recurrent:
+            action, memory = policy(state.obs, memory, k)
+        else:
+            action = policy(state.obs, k)
+        nxt = batch_step(limited, state, action, tasks)
         ret = ret + alive * nxt.reward
         success = success + alive * (success_of(nxt) * nxt.done)
         alive = alive * (1.0 - nxt.done)
-        return (nxt, ret, success, alive), ((nxt.pipeline_state, nxt.done) if record else None)
+        trace = (nxt.pipeline_state, nxt.done) if record else None
+        return (nxt, memory, ret, success, alive), trace
 
     zeros = jnp.zeros((num_tasks, num_envs))
-    carry = (state, zeros, zeros, jnp.ones((num_tasks, num_envs)))
+    carry = (state, policy_state, zeros, zeros, jnp.ones((num_tasks, num_envs)))
     keys = jax.random.split(step_key, episode_length)
-    (_, ret, success, _), trace = jax.lax.scan(step, carry, keys)
+    (_, _, ret, success, _), trace = jax.lax.scan(step, carry, keys)
     if record:
         return Episodes(ret, success, pipeline_states=trace[0], done=trace[1])
     return Episodes(ret, success)
@@ -92,7 +105,7 @@ def random_policy(env: TaskFamily) -> Policy:
     """Uniform actions: in ``[-1, 1]^D`` for continuous families, over the actions otherwise."""
 
     def policy(obs: jax.Array, key: jax.Array) -> jax.Array:
-        batch = obs.shape[:-1]
+        batch = obs.shape[: obs.ndim - len(env.observation_shape)]
         if env.discrete:
             return jax.random.randint(key, batch, 0, env.action_size)
         return jax.random.uniform(key, batch + (env.action_size,), minval=-1, maxval=1)

@@ -21,6 +21,8 @@ FAMILIES: dict[str, str] = {
     "ant_dir": "distral_jax.envs.brax_tasks:ant_dir",
     "ant_goal": "distral_jax.envs.brax_tasks:ant_goal",
     "halfcheetah_mass": "distral_jax.envs.brax_tasks:halfcheetah_mass",
+    "xland_minigrid": "distral_jax.envs.xminigrid_tasks:XLandMiniGridFamily",
+    "gymnax": "distral_jax.envs.gymnax_tasks:GymnaxFamily",
 }
 
 BRAX_FAMILIES = tuple(name for name, path in FAMILIES.items() if ".brax_tasks:" in path)

@@ -76,15 +76,26 @@ def policy_outputs(
     hp: Hyperparams,
     obs_stats: RunningStats,
     traj: Transition,
-) -> tuple[Any, Any, jax.Array, jax.Array]:
+    final_values: bool = True,
+) -> tuple[Any, Any, jax.Array, jax.Array | None]:
     """``(pi, pi0, v_tm1, v_t)`` on trajectories ``[N, E, T]``.
 
     ``v_tm1`` = V(obs_t) and ``v_t`` = V(final_obs_t), the value of the state each step reached
-    (the true last state where an episode ended), which is what returns bootstrap from.
+    (the true last state where an episode ended), which is what returns bootstrap from (None
+    without ``final_values``). Recurrent cores are recomputed along each trajectory from the
+    state the rollout acted from at its first step.
     """
-    pi, pi0, v_tm1 = networks.policies(params, obs_stats, traj.obs, hp.column_alpha)
-    v_t = networks.values(params, obs_stats, traj.final_obs)
-    return pi, pi0, v_tm1, v_t
+    start = jax.tree_util.tree_map(lambda x: x[:, :, 0], traj.core_state)
+    out = networks.unroll(
+        params,
+        obs_stats,
+        traj.obs,
+        start,
+        traj.done,
+        hp.column_alpha,
+        final_obs=traj.final_obs if final_values else None,
+    )
+    return out.pi, out.pi0, out.value, out.final_value
 
 
 def map_trajectories(fn, pi, pi0, v_tm1: jax.Array, v_t: jax.Array, traj: Transition):

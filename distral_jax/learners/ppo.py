@@ -5,7 +5,7 @@ Per rollout ``[N, E, T]`` (docs/maths.md §6):
      λ-returns / GAE advantages (truncation-aware, ``losses.regularized_returns``);
   2. ``update``: ``epochs`` passes over ``minibatches`` minibatches of whole trajectories (the
      env axis is shuffled; every minibatch holds all N tasks, so each step updates θ_0 and
-     every θ_i);
+     every θ_i; recurrent cores are recomputed along each trajectory from its stored start);
   3. ``minibatch_loss``: ``losses.distral_ppo_loss`` vmapped over envs and tasks — surrogate,
      value loss, regulariser and distillation on the same samples.
 
@@ -88,7 +88,9 @@ class PPO:
         # regulariser and distillation, so the whole joint gradient is scaled alike.
         centred = advantages - jnp.mean(advantages, axis=(1, 2), keepdims=True)
         scale = 1.0 / (jnp.sqrt(jnp.mean(centred**2)) + 1e-8)
-        pi, pi0, v_tm1 = self.networks.policies(params, obs_stats, traj.obs, hp.column_alpha)
+        pi, pi0, v_tm1, _ = policy_outputs(
+            self.networks, params, hp, obs_stats, traj, final_values=False
+        )
         loss_fn = functools.partial(
             losses.distral_ppo_loss,
             self.networks.dist,
