@@ -120,6 +120,24 @@ class BanditOptions:
 
 
 @dataclasses.dataclass(frozen=True)
+class CueRecallOptions:
+    """Cue recall: answer a cue seen ``delay`` steps earlier (needs a recurrent core)."""
+
+    name: ClassVar[str] = "cue_recall"
+    num_tasks: int = 2
+    """task i answers cue c with action (c + i) mod num_cues"""
+    num_cues: int = 2
+    """cues and actions"""
+    delay: int = 2
+    """blank steps between the cue and the decision"""
+
+    def build(self) -> TaskFamily:
+        return registry.make_family(
+            self.name, num_tasks=self.num_tasks, num_cues=self.num_cues, delay=self.delay
+        )
+
+
+@dataclasses.dataclass(frozen=True)
 class PointMassOptions:
     """The point mass going round a wall to one of several goals (pure JAX)."""
 
@@ -254,6 +272,7 @@ FAMILY_OPTIONS: dict[str, type] = {
         TwoRoomsOptions,
         CorridorOptions,
         BanditOptions,
+        CueRecallOptions,
         PointMassOptions,
         HalfcheetahVelOptions,
         AntDirOptions,

@@ -16,6 +16,7 @@ FAMILIES: dict[str, str] = {
     "two_rooms": "distral_jax.envs.gridworld:two_rooms_design",
     "corridor": "distral_jax.envs.gridworld:corridor_design",
     "bandit": "distral_jax.envs.bandit:MultiTaskBandit",
+    "cue_recall": "distral_jax.envs.cue_recall:CueRecall",
     "point_mass": "distral_jax.envs.point_mass:PointMassGoals",
     "halfcheetah_vel": "distral_jax.envs.brax_tasks:halfcheetah_vel",
     "ant_dir": "distral_jax.envs.brax_tasks:ant_dir",
