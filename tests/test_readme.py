@@ -5,7 +5,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import jax
 import numpy as np
+import pytest
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -43,3 +45,15 @@ def test_load_policy_example_acts(tmp_path, monkeypatch):
     namespace: dict = {}
     exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102
     assert namespace["episodes"].returns.shape == (4, 2)
+
+
+@pytest.mark.slow
+def test_recurrent_example_remembers_the_cue():
+    text = README.read_text()
+    match = re.search(r"<!-- tested: recurrent example -->\s*```python\n(.*?)```", text, re.S)
+    assert match, "the README lost its tested recurrent example"
+    namespace: dict = {}
+    exec(compile(match.group(1), "README.md", "exec"), namespace)  # noqa: S102
+    assert np.all(np.asarray(namespace["metrics"]["eval/success_greedy"]) >= 0.95)
+    assert namespace["action"].shape == (2, 1)
+    assert all(np.all(np.asarray(x) == 0) for x in jax.tree_util.tree_leaves(namespace["state"]))
