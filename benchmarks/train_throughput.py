@@ -2,6 +2,7 @@
 
     python benchmarks/train_throughput.py                        # two_rooms, 8 tasks x 32 envs
     python benchmarks/train_throughput.py --tasks 8 --envs 32 64 128 --learner a2c ppo
+    python benchmarks/train_throughput.py --core mlp lstm gru     # the recurrent cores' cost
 
 Prints one row per setting: env steps per second over the timed calls (compile excluded, the
 first call after compilation included as warm-up and dropped), compile time, and the device.
@@ -32,6 +33,7 @@ def measure(
     iters: int,
     calls: int,
     hidden: tuple[int, ...] = (64,),
+    core: str = "mlp",
 ) -> dict:
     env = GridWorld("two_rooms", goals=spread_goals("two_rooms", tasks))
     config = TrainConfig(
@@ -43,6 +45,7 @@ def measure(
         episode_length=50,
         ppo_minibatches=4 if envs % 4 == 0 else 1,
         hidden_sizes=hidden,
+        core=core,
     )
     trainer = Trainer(env, config)
     keys = jax.random.split(jax.random.PRNGKey(0), 1)
@@ -61,6 +64,7 @@ def measure(
         "envs": envs,
         "variant": variant,
         "learner": learner,
+        "core": core,
         "sps": steps / elapsed,
         "compile_s": compile_time,
         "finite": bool(np.all(np.isfinite(np.asarray(m["loss"])))),
@@ -79,31 +83,39 @@ def main() -> None:
     p.add_argument("--iterations-per-call", type=int, default=50)
     p.add_argument("--calls", type=int, default=5)
     p.add_argument("--hidden-sizes", type=int, nargs="+", default=[64])
+    p.add_argument("--core", nargs="+", default=["mlp"], choices=["mlp", "lstm", "gru"])
     p.add_argument("--record", action="store_true", help="append rows to benchmarks/results.md")
     args = p.parse_args()
     cpu = platform.processor() or platform.machine()
     device = f"{jax.devices()[0].device_kind} ({jax.default_backend()}), {cpu}"
     rows = []
-    for learner in args.learner:
-        for tasks in args.tasks:
-            for envs in args.envs:
-                r = measure(
-                    tasks,
-                    envs,
-                    args.variant,
-                    learner,
-                    args.unroll_length,
-                    args.iterations_per_call,
-                    args.calls,
-                )
-                line = (
-                    f"| train_throughput | {r['variant']} {learner} | {tasks} tasks x {envs} envs, "
-                    f"T={args.unroll_length}, hidden {tuple(args.hidden_sizes)} | "
-                    f"{r['sps'] / 1e6:.2f}M steps/s | "
-                    f"compile {r['compile_s']:.1f} s | {device} |"
-                )
-                print(line, flush=True)
-                rows.append(line)
+    settings = [
+        (learner, core, tasks, envs)
+        for learner in args.learner
+        for core in args.core
+        for tasks in args.tasks
+        for envs in args.envs
+    ]
+    for learner, core, tasks, envs in settings:
+        r = measure(
+            tasks,
+            envs,
+            args.variant,
+            learner,
+            args.unroll_length,
+            args.iterations_per_call,
+            args.calls,
+            tuple(args.hidden_sizes),
+            core,
+        )
+        line = (
+            f"| train_throughput | {r['variant']} {learner} {core} | {tasks} tasks x {envs} envs, "
+            f"T={args.unroll_length}, hidden {tuple(args.hidden_sizes)} | "
+            f"{r['sps'] / 1e6:.2f}M steps/s | "
+            f"compile {r['compile_s']:.1f} s | {device} |"
+        )
+        print(line, flush=True)
+        rows.append(line)
     if args.record:
         with open(Path(__file__).parent / "results.md", "a") as f:
             f.write("\n".join(rows) + "\n")

@@ -131,10 +131,17 @@ class Network(nn.Module):
         if extra is not None:
             x = jnp.concatenate([x, jnp.broadcast_to(extra, x.shape[:-1] + extra.shape[-1:])], -1)
         x = MLP(self.hidden_sizes, None, one_hot_input=self.one_hot_input)(x)
+        # Recurrent kernels start variance-scaled like every other layer, not orthogonal (flax's
+        # default): an orthogonal matrix costs a QR decomposition, and on CPU a program
+        # initialising many of them at once (LSTMs of 64 units for π_0, each task and each
+        # value, under jit) was measured to hang inside jaxlib 0.10's LAPACK call.
+        recurrent_init = nn.initializers.lecun_normal()
         if self.core == "lstm":
-            carry, x = nn.OptimizedLSTMCell(self.hidden_sizes[-1])(carry, x)
+            cell = nn.OptimizedLSTMCell(self.hidden_sizes[-1], recurrent_kernel_init=recurrent_init)
+            carry, x = cell(carry, x)
         elif self.core == "gru":
-            carry, x = nn.GRUCell(self.hidden_sizes[-1])(carry, x)
+            cell = nn.GRUCell(self.hidden_sizes[-1], recurrent_kernel_init=recurrent_init)
+            carry, x = cell(carry, x)
         init = nn.initializers.variance_scaling(self.final_scale, "fan_in", "truncated_normal")
         return carry, nn.Dense(self.out_size, kernel_init=init)(x)
 
