@@ -38,12 +38,12 @@ def _config(core: str, **kw) -> TrainConfig:
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
-    "core, learner, lowest, highest",
-    [("lstm", "a2c", 0.95, 1.0), ("gru", "ppo", 0.95, 1.0), ("mlp", "a2c", 0.3, 0.7)],
+    "core, learner, lowest, highest", [("gru", "ppo", 0.95, 1.0), ("mlp", "a2c", 0.3, 0.7)]
 )
 def test_cue_recall_needs_a_carried_state(core, learner, lowest, highest):
     # The decision's observation is the same for both cues: without the cue carried in the
-    # core's state a policy is at chance (1/2); with it, both tasks are solved.
+    # core's state a policy is at chance (1/2); with it, both tasks are solved. (LSTM with A2C:
+    # the README's recurrent example, tests/test_readme.py.)
     _, _, metrics = train(CUE, _config(core, learner=learner), show_progress=False)
     success = np.asarray(metrics["eval/success_greedy"])
     assert np.all(success >= lowest) and np.all(success <= highest), (core, learner, success)
