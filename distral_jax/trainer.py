@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, NamedTuple
 
 import jax
@@ -36,6 +37,10 @@ from distral_jax.learners import make_learner, make_optimizer
 from distral_jax.learners.base import Metrics
 from distral_jax.networks import CoreState, DistralParams, make_networks
 from distral_jax.normalization import RunningStats
+
+# ``Trainer.init`` runs once per launch: its program is compiled without LLVM optimisation,
+# which halves its compile time (10 s -> 4.3 s for a Brax family on CPU) at no cost that shows.
+INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 0}
 
 
 @struct.dataclass
@@ -285,6 +290,10 @@ class Trainer:
 
         ``run`` donates the state it is given (its buffers are reused for the new state).
 
+        The three programs are traced one after the other (Python) but compiled concurrently
+        (XLA releases the interpreter), so that one is traced while another compiles; ``init``,
+        which runs once, is compiled without LLVM optimisation (``INIT_COMPILER_OPTIONS``).
+
         Args:
           keys: ``[runs, 2]`` PRNG keys, one per run.
           hparams: hyperparameters with a leading ``[runs]`` axis.
@@ -295,7 +304,7 @@ class Trainer:
         init = jax.vmap(self.init)
         run, evaluate = jax.vmap(self.run), jax.vmap(self.evaluate)
         if mesh is None:
-            state = jax.jit(init)(keys, hparams)
+            init = jax.jit(init)
             run = jax.jit(run, donate_argnums=0)
             evaluate = jax.jit(evaluate)
         else:
@@ -305,7 +314,7 @@ class Trainer:
             mesh = sharding.auto_axes(mesh)
             shardings = self.state_shardings(jax.eval_shape(init, keys, hparams), mesh)
             metrics = sharding.replicated(mesh)
-            state = jax.jit(init, out_shardings=shardings)(keys, hparams)
+            init = jax.jit(init, out_shardings=shardings)
             run = jax.jit(
                 run, in_shardings=(shardings,), out_shardings=(shardings, metrics), donate_argnums=0
             )
@@ -313,7 +322,15 @@ class Trainer:
             evaluate = jax.jit(
                 evaluate, in_shardings=(shardings, key_sharding), out_shardings=metrics
             )
-        run = run.lower(state).compile()
-        evaluate = evaluate.lower(state, keys).compile()
+        with ThreadPoolExecutor(max_workers=3, thread_name_prefix="compile") as pool:
+            traced_init = init.trace(keys, hparams)
+            compiled_init = pool.submit(
+                traced_init.lower().compile, compiler_options=INIT_COMPILER_OPTIONS
+            )
+            abstract_state = traced_init.out_info
+            compiled_run = pool.submit(run.lower(abstract_state).compile)
+            compiled_evaluate = pool.submit(evaluate.lower(abstract_state, keys).compile)
+            state = compiled_init.result()(keys, hparams)
+            run, evaluate = compiled_run.result(), compiled_evaluate.result()
         jax.block_until_ready(state)
         return CompiledRun(state, run, evaluate, time.perf_counter() - start)

@@ -113,6 +113,10 @@ def test_halfcheetah_vel(cheetah_vel):
     # No per-task dynamics: same keys and actions give the same physics for every task.
     q = np.asarray(states.pipeline_state.q)
     np.testing.assert_allclose(q[:, 0], q[:, 1], atol=1e-6)
+    # Brax families restart an environment from its first state (no reset in the step).
+    assert family.fresh_starts is False
+    np.testing.assert_array_equal(q[EPISODE_LENGTH], q[0])
+    np.testing.assert_array_equal(np.asarray(states.obs[EPISODE_LENGTH]), np.asarray(states.obs[0]))
 
 
 @pytest.mark.slow

@@ -107,6 +107,14 @@ class TaskFamily(abc.ABC):
         return False
 
     @property
+    def fresh_starts(self) -> bool:
+        """How training restarts an environment whose episode ended (``wrappers.AutoReset``):
+        from a new start drawn by ``reset`` (True, the default), or from that environment's first
+        start state (False: Brax's convention, for families whose ``reset`` is costly to compile
+        into every training step)."""
+        return True
+
+    @property
     def unwrapped(self) -> TaskFamily:
         return self
 

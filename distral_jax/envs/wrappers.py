@@ -2,8 +2,10 @@
 
 Order matters: ``AutoReset(EpisodeLimit(family, T))`` is what ``wrap_for_training`` builds.
 
-Unlike Brax's ``AutoResetWrapper`` (which replays the first state of the batch forever), the
-reset here draws a fresh start for every episode from a key carried in ``info["reset_rng"]``.
+Unlike Brax's ``AutoResetWrapper`` (which replays each environment's first state forever), the
+reset here draws a fresh start for every episode from a key carried in ``info["reset_rng"]``,
+unless the family asks for Brax's behaviour (``TaskFamily.fresh_starts``, False for Brax
+families: their ``reset`` would otherwise be compiled into every training step).
 The observation that ended an episode is kept in ``info["final_obs"]`` so that a learner can
 bootstrap a truncated episode from the value of its true last state rather than from the first
 state of the next episode.
@@ -51,6 +53,10 @@ class Wrapper(TaskFamily):
     @property
     def one_hot_observations(self) -> bool:
         return self.env.one_hot_observations
+
+    @property
+    def fresh_starts(self) -> bool:
+        return self.env.fresh_starts
 
     def tasks(self) -> PyTree:
         return self.env.tasks()
@@ -115,43 +121,70 @@ class EpisodeLimit(Wrapper):
 
 
 class AutoReset(Wrapper):
-    """Resets an environment from a fresh random start whenever an episode ends.
+    """Restarts an environment whenever an episode ends.
 
     The returned state after a ``done`` step carries the new episode's first observation in
     ``obs``, the ended episode's last observation in ``info["final_obs"]``, and the ended
     episode's undiscounted return in ``info["episode_return"]`` (on every other step that field
     is the running return of the current episode).
+
+    Args:
+      env: the family (with its time limit).
+      fresh_starts: draw every episode's start with ``env.reset`` (True), or restart each
+        environment from its own first state, kept in ``info["first_state"]`` (False: Brax's
+        ``AutoResetWrapper``; the training step then holds no copy of ``reset``, which for a
+        Brax family is a quarter of its compile time). Default: ``env.fresh_starts``.
     """
+
+    def __init__(self, env: TaskFamily, fresh_starts: bool | None = None):
+        super().__init__(env)
+        self._fresh_starts = env.fresh_starts if fresh_starts is None else bool(fresh_starts)
+
+    @property
+    def fresh_starts(self) -> bool:
+        return self._fresh_starts
 
     def reset(self, rng: jax.Array, task: PyTree) -> State:
         rng, reset_rng = jax.random.split(rng)
         state = self.env.reset(rng, task)
         info = dict(state.info)
-        info["reset_rng"] = reset_rng
+        if self._fresh_starts:
+            info["reset_rng"] = reset_rng
+        else:
+            info["first_state"] = {
+                "pipeline_state": state.pipeline_state,
+                "obs": state.obs,
+                "info": dict(state.info),
+            }
         info["final_obs"] = state.obs
         info["episode_return"] = jnp.zeros((), jnp.float32)
         return state.replace(info=info)
 
     def step(self, state: State, action: jax.Array, task: PyTree) -> State:
         running = jnp.where(state.done > 0, 0.0, state.info["episode_return"])
-        reset_rng, next_rng = jax.random.split(state.info["reset_rng"])
         # The inner env sees a live episode: some (Brax's halfcheetah) copy ``done`` through.
         stepped = self.env.step(state.replace(done=jnp.zeros_like(state.done)), action, task)
-        fresh = self.env.reset(reset_rng, task)
+        info = dict(stepped.info)
+        if self._fresh_starts:
+            reset_rng, info["reset_rng"] = jax.random.split(state.info["reset_rng"])
+            fresh = self.env.reset(reset_rng, task)
+            start = {"pipeline_state": fresh.pipeline_state, "obs": fresh.obs, "info": fresh.info}
+        else:
+            start = info["first_state"] = state.info["first_state"]
         done = stepped.done > 0
 
         def pick(new, old):
             cond = jnp.reshape(done, done.shape + (1,) * (old.ndim - done.ndim))
             return jnp.where(cond, new, old)
 
-        pipeline_state = jax.tree_util.tree_map(pick, fresh.pipeline_state, stepped.pipeline_state)
-        obs = pick(fresh.obs, stepped.obs)
-        info = dict(stepped.info)
-        for key, value in fresh.info.items():
+        pipeline_state = jax.tree_util.tree_map(
+            pick, start["pipeline_state"], stepped.pipeline_state
+        )
+        obs = pick(start["obs"], stepped.obs)
+        for key, value in start["info"].items():
             # Per-episode counters restart; the flags describing the ended step are kept.
-            if key not in ("truncation", "reset_rng", "final_obs", "episode_return"):
-                info[key] = pick(value, stepped.info[key])
-        info["reset_rng"] = next_rng
+            if key != "truncation":
+                info[key] = jax.tree_util.tree_map(pick, value, stepped.info[key])
         info["final_obs"] = stepped.obs
         info["episode_return"] = running + stepped.reward
         return stepped.replace(pipeline_state=pipeline_state, obs=obs, info=info)
