@@ -1,0 +1,490 @@
+"""Side by side, in one process: the bare simulator, this trainer, Brax's PPO, a per-task loop.
+
+    python benchmarks/compare.py --quick    # CPU: about 10 minutes on 2 cores
+    python benchmarks/compare.py            # sized for one GPU (benchmarks/gpu.sh)
+    python benchmarks/compare.py --tiny     # the CI smoke test's size: no Brax physics
+
+On the same environments, batch sizes, unroll and networks, for each family of the profile:
+
+  * ``raw``: the family wrapped for training (time limit, auto-reset), stepped with uniformly
+    random actions in one jitted ``scan``: the ceiling any trainer can reach.
+  * ``trainer``: ``distral_jax.trainer.Trainer`` (Distral 2-column and ``a3c``; A2C and PPO),
+    learning included; compile is the wall time of ``Trainer.compile`` (all three programs).
+  * ``brax_ppo``: ``brax.training.agents.ppo.train`` on the same physics (Brax's own
+    ``halfcheetah`` for ``halfcheetah_vel``), with as many environments as tasks × envs here;
+    its compile is the sum of JAX's compile events before its first update finished.
+  * ``per_task_loop``: the trainer's update for one task at a time, called from a Python loop
+    over the tasks once per update, as public Distral implementations train their workers.
+  * ``scaling``: N = 1, 4, 16, 64 tasks with the same total environments, and with the same
+    environments per task.
+
+Every row records env steps/s (the best of ``repeats`` timed windows after a warm-up call),
+compile seconds and memory: XLA's own size of the compiled training program (arguments,
+outputs and temporaries), and the device's peak bytes on an accelerator or the process's
+resident set on CPU. The JSON goes to ``benchmarks/results/compare_<backend>_<profile>.json`` and
+``benchmarks/RESULTS.md`` is regenerated from every such JSON there (``--out``, ``--report``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from distral_jax.configs import TrainConfig
+from distral_jax.envs.base import batch_reset, batch_step
+from distral_jax.envs.episodes import random_policy
+from distral_jax.envs.gridworld import GridWorld, spread_goals
+from distral_jax.envs.point_mass import PointMassGoals
+from distral_jax.envs.wrappers import TaskSubset, wrap_for_training
+from distral_jax.trainer import Trainer, runs_hparams
+
+sys.path.insert(0, str(Path(__file__).parent))
+import compare_report  # noqa: E402
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """One family's settings: the same for every method measured on it."""
+
+    name: str
+    tasks: int
+    envs: int
+    config: TrainConfig  # unroll, networks, PPO epochs/minibatches, episode length
+    learners: tuple[str, ...] = ("a2c", "ppo")
+    variants: tuple[str, ...] = ("distral_klent_2col", "a3c")
+    iterations: int = 1  # updates per jitted call: a timed call should last about a second
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    families: tuple[Family, ...]
+    loop_family: str  # the family of the per-task loop comparison
+    scaling_family: Family  # its tasks and envs are replaced by the scaling's
+    scaling_tasks: tuple[int, ...]
+    scaling_total_envs: int
+    scaling_envs_per_task: int
+    scaling_steps_per_call: int  # env steps per timed call, whatever the tasks and envs
+    repeats: int
+    brax_ppo: bool
+
+
+def _config(**kw) -> TrainConfig:
+    base = dict(ppo_epochs=4, ppo_minibatches=4, eval_envs=4, normalize_observations=False)
+    return TrainConfig(**{**base, **kw})
+
+
+_GRID = dict(unroll_length=10, hidden_sizes=(64,), episode_length=50)
+_POINT = dict(unroll_length=20, hidden_sizes=(32, 32), episode_length=100)
+_CHEETAH = dict(
+    unroll_length=20,
+    hidden_sizes=(32, 32),
+    episode_length=1000,
+    normalize_observations=True,
+    gamma=0.97,
+)
+
+PROFILES = {
+    "tiny": Profile(
+        families=(
+            Family(
+                "gridworld",
+                2,
+                8,
+                _config(**{**_GRID, "hidden_sizes": (8,), "unroll_length": 5}),
+                learners=("a2c",),
+                variants=("distral_klent_2col",),
+                iterations=2,
+            ),
+        ),
+        loop_family="gridworld",
+        scaling_family=Family("point_mass", 0, 0, _config(**{**_POINT, "hidden_sizes": (8,)})),
+        scaling_tasks=(1, 2),
+        scaling_total_envs=8,
+        scaling_envs_per_task=4,
+        scaling_steps_per_call=500,
+        repeats=1,
+        brax_ppo=False,
+    ),
+    "quick": Profile(
+        families=(
+            Family("gridworld", 8, 32, _config(**_GRID), iterations=100),
+            Family("point_mass", 8, 32, _config(**_POINT), iterations=50),
+            Family("halfcheetah_vel", 4, 64, _config(**_CHEETAH), iterations=4),
+        ),
+        loop_family="gridworld",
+        scaling_family=Family("point_mass", 0, 0, _config(**_POINT)),
+        scaling_tasks=(1, 4, 16, 64),
+        scaling_total_envs=256,
+        scaling_envs_per_task=16,
+        scaling_steps_per_call=250_000,
+        repeats=3,
+        brax_ppo=True,
+    ),
+    "default": Profile(
+        families=(
+            Family("gridworld", 8, 1024, _config(**_GRID), iterations=100),
+            Family("point_mass", 16, 256, _config(**_POINT), iterations=50),
+            Family(
+                "halfcheetah_vel",
+                16,
+                256,
+                _config(**{**_CHEETAH, "hidden_sizes": (64, 64)}),
+                iterations=10,
+            ),
+        ),
+        loop_family="gridworld",
+        scaling_family=Family("point_mass", 0, 0, _config(**_POINT)),
+        scaling_tasks=(1, 4, 16, 64),
+        scaling_total_envs=4096,
+        scaling_envs_per_task=256,
+        scaling_steps_per_call=5_000_000,
+        repeats=3,
+        brax_ppo=True,
+    ),
+}
+
+
+def make_family(name: str, num_tasks: int):
+    if name == "gridworld":
+        return GridWorld("two_rooms", goals=spread_goals("two_rooms", num_tasks))
+    if name == "point_mass":
+        return PointMassGoals(num_tasks=num_tasks)
+    from distral_jax.envs.registry import make_family as registry_family  # noqa: PLC0415
+
+    return registry_family(name, num_tasks=num_tasks)
+
+
+# ----------------------------------------------------------------------------------- memory
+def host_memory() -> dict:
+    """Device peak bytes on an accelerator; resident and peak resident set on CPU."""
+    device = jax.local_devices()[0]
+    stats = device.memory_stats() if device.platform != "cpu" else None
+    if stats:
+        return {"device_peak_bytes": int(stats.get("peak_bytes_in_use", 0))}
+    status = Path("/proc/self/status")
+    if not status.exists():
+        return {}
+    fields = dict(line.split(":", 1) for line in status.read_text().splitlines() if ":" in line)
+    kib = lambda key: int(fields[key].split()[0]) * 1024 if key in fields else None
+    return {"rss_bytes": kib("VmRSS"), "peak_rss_bytes": kib("VmHWM")}
+
+
+def program_bytes(compiled) -> int | None:
+    """XLA's own account of a compiled program: arguments + outputs + temporaries."""
+    try:
+        m = compiled.memory_analysis()
+    except Exception:  # noqa: BLE001 - not every backend implements it
+        return None
+    if m is None:
+        return None
+    return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes)
+
+
+def best_rate(call, steps_per_call: int, repeats: int) -> float:
+    """Env steps per second: the best of ``repeats`` timed calls (after one warm-up call)."""
+    jax.block_until_ready(call())
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(call())
+        best = min(best, time.perf_counter() - start)
+    return steps_per_call / best
+
+
+# ------------------------------------------------------------------------------ measurements
+def measure_raw(family: Family, iterations: int, repeats: int) -> dict:
+    """Random actions through the training wrappers, ``iterations × unroll`` steps per call."""
+    env = wrap_for_training(make_family(family.name, family.tasks), family.config.episode_length)
+    tasks = env.tasks()
+    policy = random_policy(env)
+    steps = iterations * family.config.unroll_length
+
+    def rollout(state, key):
+        def body(state, k):
+            return batch_step(env, state, policy(state.obs, k), tasks), None
+
+        return jax.lax.scan(body, state, jax.random.split(key, steps))[0]
+
+    start = time.perf_counter()
+    keys = jax.random.split(jax.random.PRNGKey(0), (family.tasks, family.envs))
+    state = jax.jit(lambda k: batch_reset(env, k, tasks))(keys)
+    compiled = jax.jit(rollout, donate_argnums=0).lower(state, jax.random.PRNGKey(1)).compile()
+    state = jax.block_until_ready(compiled(state, jax.random.PRNGKey(1)))
+    compile_s = time.perf_counter() - start
+    holder = {"state": state, "key": jax.random.PRNGKey(2)}
+
+    def call():
+        holder["key"], k = jax.random.split(holder["key"])
+        holder["state"] = compiled(holder["state"], k)
+        return holder["state"].reward
+
+    sps = best_rate(call, family.tasks * family.envs * steps, repeats)
+    return {"sps": sps, "compile_s": compile_s, "program_bytes": program_bytes(compiled)}
+
+
+def measure_trainer(family_env, config: TrainConfig, repeats: int) -> dict:
+    """The on-device trainer, one run: env steps/s of ``run`` and ``Trainer.compile``'s time."""
+    trainer = Trainer(family_env, config)
+    compiled = trainer.compile(
+        jax.random.split(jax.random.PRNGKey(0), 1), runs_hparams(config, None, 1)
+    )
+    holder = {"state": compiled.state}
+
+    def call():
+        holder["state"], metrics = compiled.run(holder["state"])
+        return metrics
+
+    steps = trainer.env_steps_per_iteration * config.iterations_per_call
+    sps = best_rate(call, steps, repeats)
+    loss = np.asarray(call()["loss"])
+    return {
+        "sps": sps,
+        "compile_s": compiled.compile_time_s,
+        "program_bytes": program_bytes(compiled.run),
+        "finite": bool(np.all(np.isfinite(loss))),
+    }
+
+
+def measure_per_task_loop(family: Family, config: TrainConfig, repeats: int) -> dict:
+    """One update per task at a time from Python: ``tasks`` states, one compiled 1-task program.
+
+    Every task keeps its own networks and environments; the program (compiled once, for task 0's
+    shapes) is called for task 0, then 1, ... then again for task 0: ``tasks`` dispatches per
+    update, the way a per-task worker loop trains.
+    """
+    env = make_family(family.name, family.tasks)
+    single = config.replace(iterations_per_call=1)
+    trainers = [Trainer(TaskSubset(env, [i]), single) for i in range(family.tasks)]
+    keys = jax.random.split(jax.random.PRNGKey(0), 1)
+    hparams = runs_hparams(single, None, 1)
+    compiled = trainers[0].compile(keys, hparams)
+    states = [compiled.state] + [jax.jit(jax.vmap(t.init))(keys, hparams) for t in trainers[1:]]
+
+    def call():
+        for _ in range(family.iterations):
+            for i in range(len(states)):
+                states[i], metrics = compiled.run(states[i])
+        return metrics
+
+    steps = trainers[0].env_steps_per_iteration * family.tasks * family.iterations
+    sps = best_rate(call, steps, repeats)
+    return {"sps": sps, "compile_s": compiled.compile_time_s}
+
+
+class _CompileEvents:
+    """Sums JAX's compile-event durations (tracing, lowering, XLA) while active."""
+
+    NAMES = (
+        "/jax/core/compile/jaxpr_trace_duration",
+        "/jax/core/compile/jaxpr_to_mlir_module_duration",
+        "/jax/core/compile/backend_compile_duration",
+    )
+
+    def __init__(self):
+        self.total = 0.0
+        self.active = False
+        jax.monitoring.register_event_duration_secs_listener(self._listen)
+
+    def _listen(self, name: str, duration: float, **_) -> None:
+        if self.active and name in self.NAMES:
+            self.total += duration
+
+
+_EVENTS: _CompileEvents | None = None
+
+
+def _shim_device_put_replicated() -> None:
+    """Brax's PPO calls ``jax.device_put_replicated``, which JAX 0.10 removed: an equivalent
+    for the one device it is given here (``max_devices_per_host=1``)."""
+    if hasattr(jax, "device_put_replicated"):
+        return
+
+    def device_put_replicated(x, devices):
+        stack = lambda a: jnp.stack([jnp.asarray(a)] * len(devices))
+        return jax.device_put(jax.tree_util.tree_map(stack, x), devices[0])
+
+    jax.device_put_replicated = device_put_replicated
+
+
+def measure_brax_ppo(family: Family, epochs_steps: int) -> dict:
+    """``brax.training.agents.ppo.train`` on Brax's ``halfcheetah`` with the family's settings.
+
+    ``tasks × envs`` environments, minibatches of ``envs`` (so one training step collects one
+    unroll per environment, as an iteration here does), ``ppo_epochs`` passes. Steps/s is
+    Brax's own ``training/sps`` of its last epoch (its first includes compilation).
+    """
+    global _EVENTS
+    from brax import envs as brax_envs  # noqa: PLC0415
+    from brax.training.agents.ppo import networks as ppo_networks  # noqa: PLC0415
+    from brax.training.agents.ppo import train as ppo  # noqa: PLC0415
+
+    _shim_device_put_replicated()
+    _EVENTS = _EVENTS or _CompileEvents()
+    cfg = family.config
+    num_envs = family.tasks * family.envs
+    per_step = num_envs * cfg.unroll_length
+    env = brax_envs.get_environment("halfcheetah", backend="spring")
+    sizes = tuple(cfg.hidden_sizes)
+    network_factory = functools.partial(
+        ppo_networks.make_ppo_networks,
+        policy_hidden_layer_sizes=sizes,
+        value_hidden_layer_sizes=sizes,
+    )
+    marks, rates = {}, []
+
+    def policy_params_fn(step, *_):
+        if step > 0 and "first_update" not in marks:
+            marks["first_update"] = _EVENTS.total
+
+    def progress_fn(step, metrics):
+        if "training/sps" in metrics:
+            rates.append(float(metrics["training/sps"]))
+
+    _EVENTS.total, _EVENTS.active = 0.0, True
+    try:
+        ppo.train(
+            env,
+            num_timesteps=3 * epochs_steps * per_step,
+            num_evals=4,
+            num_envs=num_envs,
+            max_devices_per_host=1,
+            episode_length=cfg.episode_length,
+            unroll_length=cfg.unroll_length,
+            batch_size=num_envs // cfg.ppo_minibatches,
+            num_minibatches=cfg.ppo_minibatches,
+            num_updates_per_batch=cfg.ppo_epochs,
+            network_factory=network_factory,
+            normalize_observations=cfg.normalize_observations,
+            discounting=cfg.gamma,
+            num_eval_envs=16,
+            seed=0,
+            progress_fn=progress_fn,
+            policy_params_fn=policy_params_fn,
+        )
+    finally:
+        _EVENTS.active = False
+    return {"sps": max(rates[1:]), "compile_s": marks["first_update"]}
+
+
+def scaling_rows(profile: Profile, repeats: int) -> list[dict]:
+    base = profile.scaling_family
+    rows = []
+    for mode in ("same_total_envs", "same_envs_per_task"):
+        for n in profile.scaling_tasks:
+            envs = (
+                profile.scaling_total_envs // n
+                if mode == "same_total_envs"
+                else profile.scaling_envs_per_task
+            )
+            per_iteration = n * envs * base.config.unroll_length
+            config = base.config.replace(
+                variant="distral_klent_2col",
+                learner="a2c",
+                num_envs=envs,
+                iterations_per_call=max(1, profile.scaling_steps_per_call // per_iteration),
+            )
+            r = measure_trainer(make_family(base.name, n), config, repeats)
+            row = {"family": base.name, "mode": mode, "tasks": n, "envs": envs, **r}
+            row.update(host_memory())
+            print(f"  scaling {mode}: {n} tasks x {envs} envs: {r['sps']:,.0f} steps/s", flush=True)
+            rows.append(row)
+    return rows
+
+
+def run(profile_name: str) -> dict:
+    profile = PROFILES[profile_name]
+    out: dict = {"profile": profile_name, "families": [], "loop": None, "scaling": []}
+    for family in profile.families:
+        cfg = family.config.replace(num_envs=family.envs, iterations_per_call=family.iterations)
+        family = dataclasses.replace(family, config=cfg)
+        print(f"{family.name}: {family.tasks} tasks x {family.envs} envs", flush=True)
+        entry = {
+            "family": family.name,
+            "tasks": family.tasks,
+            "envs": family.envs,
+            "unroll_length": cfg.unroll_length,
+            "hidden_sizes": list(cfg.hidden_sizes),
+            "ppo": f"{cfg.ppo_epochs} epochs x {cfg.ppo_minibatches} minibatches",
+            "rows": [],
+        }
+        raw = measure_raw(family, family.iterations, profile.repeats)
+        entry["rows"].append({"method": "raw", **raw, **host_memory()})
+        print(f"  raw env: {raw['sps']:,.0f} steps/s, compile {raw['compile_s']:.1f} s", flush=True)
+        env = make_family(family.name, family.tasks)
+        for learner in family.learners:
+            for variant in family.variants:
+                config = cfg.replace(variant=variant, learner=learner)
+                r = measure_trainer(env, config, profile.repeats)
+                method = f"trainer {variant} {learner}"
+                entry["rows"].append({"method": method, **r, **host_memory()})
+                print(
+                    f"  {method}: {r['sps']:,.0f} steps/s, compile {r['compile_s']:.1f} s",
+                    flush=True,
+                )
+        if profile.brax_ppo and family.name == "halfcheetah_vel":
+            r = measure_brax_ppo(family, epochs_steps=family.iterations)
+            entry["rows"].append({"method": "brax_ppo", **r, **host_memory()})
+            print(
+                f"  brax ppo: {r['sps']:,.0f} steps/s, compile {r['compile_s']:.1f} s", flush=True
+            )
+        if family.name == profile.loop_family:
+            config = cfg.replace(variant="distral_klent_2col", learner="a2c")
+            r = measure_per_task_loop(family, config, profile.repeats)
+            out["loop"] = {"family": family.name, "tasks": family.tasks, "envs": family.envs, **r}
+            print(f"  per-task loop: {r['sps']:,.0f} steps/s", flush=True)
+        out["families"].append(entry)
+    out["scaling"] = scaling_rows(profile, profile.repeats)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_const", const="quick", dest="profile")
+    size.add_argument("--tiny", action="store_const", const="tiny", dest="profile")
+    parser.add_argument(
+        "--out",
+        default=None,
+        help="the JSON (default: benchmarks/results/compare_<backend>_<profile>.json)",
+    )
+    parser.add_argument(
+        "--report",
+        default="benchmarks/RESULTS.md",
+        help="regenerated from every compare_*.json in the JSON's folder",
+    )
+    args = parser.parse_args()
+    profile = args.profile or "default"
+    start = time.perf_counter()
+    result = run(profile)
+    result["meta"] = {
+        "command": "python benchmarks/compare.py"
+        + ("" if profile == "default" else f" --{profile}"),
+        "device": f"{jax.devices()[0].device_kind} ({jax.default_backend()})",
+        "cpu": platform.processor() or platform.machine(),
+        "jax": jax.__version__,
+        "date": time.strftime("%Y-%m-%d"),
+        "wall_s": time.perf_counter() - start,
+    }
+    default_out = f"benchmarks/results/compare_{jax.default_backend()}_{profile}.json"
+    out = Path(args.out or default_out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1))
+    results = [json.loads(p.read_text()) for p in sorted(out.parent.glob("compare_*.json"))]
+    Path(args.report).write_text(compare_report.render(results))
+    print(f"wrote {out} and {args.report}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,156 @@
+"""``benchmarks/RESULTS.md`` from the JSON files written by ``benchmarks/compare.py``.
+
+    python benchmarks/compare_report.py    # regenerate from benchmarks/results/compare_*.json
+
+One section per JSON (a profile on a device): the settings, one table per family, the per-task
+loop, the task scaling, and the issue's targets with the ratio measured and whether it holds.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+# (name, threshold, what is divided by what)
+TARGETS = (
+    ("trainer / raw environment (Brax family, Distral PPO)", 0.9),
+    ("trainer / Brax PPO (Brax family, Distral PPO)", 1.2),
+    ("vmapped tasks / per-task loop (grid world, Distral A2C)", 3.0),
+    ("64 tasks / 1 task, same total environments (steps/s)", 0.8),
+    ("Brax PPO compile / trainer compile (first launch)", 1.0),
+)
+
+
+def _row(rows: list[dict], method: str) -> dict | None:
+    return next((r for r in rows if r["method"] == method), None)
+
+
+def _ratio(a: dict | None, b: dict | None, key: str = "sps") -> float | None:
+    if a is None or b is None or not b.get(key):
+        return None
+    return a[key] / b[key]
+
+
+def ratios(result: dict) -> list[tuple[str, float, float | None]]:
+    """Each target's name, threshold and measured ratio (None where the profile lacks it)."""
+    brax_family = next((f for f in result["families"] if f["family"] == "halfcheetah_vel"), None)
+    grid = next((f for f in result["families"] if f["family"] == "gridworld"), None)
+    cheetah = brax_family["rows"] if brax_family else []
+    trainer = _row(cheetah, "trainer distral_klent_2col ppo")
+    brax = _row(cheetah, "brax_ppo")
+    loop = result.get("loop")
+    vmapped = _row(grid["rows"], "trainer distral_klent_2col a2c") if grid else None
+    same_total = [s for s in result["scaling"] if s["mode"] == "same_total_envs"]
+    by_tasks = {s["tasks"]: s for s in same_total}
+    values = (
+        _ratio(trainer, _row(cheetah, "raw")),
+        _ratio(trainer, brax),
+        _ratio(vmapped, loop),
+        _ratio(by_tasks.get(64), by_tasks.get(1)),
+        _ratio(brax, trainer, key="compile_s"),
+    )
+    return [(name, threshold, v) for (name, threshold), v in zip(TARGETS, values, strict=True)]
+
+
+def _memory(row: dict) -> str:
+    parts = []
+    if row.get("program_bytes"):
+        parts.append(f"program {row['program_bytes'] / 2**20:.1f} MiB")
+    if row.get("device_peak_bytes"):
+        parts.append(f"device peak {row['device_peak_bytes'] / 2**20:.0f} MiB")
+    elif row.get("rss_bytes"):
+        parts.append(f"RSS {row['rss_bytes'] / 2**20:.0f} MiB")
+    return ", ".join(parts) or "-"
+
+
+def _rate(sps: float) -> str:
+    return f"{sps / 1e6:.2f}M" if sps >= 1e6 else f"{sps / 1e3:.1f}k"
+
+
+def section(result: dict) -> str:
+    meta = result["meta"]
+    lines = [
+        f"## `{meta['command']}`",
+        "",
+        f"{meta['device']}, {meta['cpu']}; jax {meta['jax']}; {meta['date']}; the whole "
+        f"script took {meta['wall_s'] / 60:.1f} min.",
+        "",
+    ]
+    for fam in result["families"]:
+        raw = _row(fam["rows"], "raw")
+        lines += [
+            f"### {fam['family']}: {fam['tasks']} tasks x {fam['envs']} envs, unroll "
+            f"{fam['unroll_length']}, hidden {tuple(fam['hidden_sizes'])}, PPO {fam['ppo']}",
+            "",
+            "| method | env steps/s | ÷ raw env | compile s | memory |",
+            "|---|---|---|---|---|",
+        ]
+        for row in fam["rows"]:
+            share = _ratio(row, raw)
+            lines.append(
+                f"| {row['method']} | {_rate(row['sps'])} | "
+                f"{'-' if share is None else f'{share:.2f}'} | {row['compile_s']:.1f} | "
+                f"{_memory(row)} |"
+            )
+        lines.append("")
+    loop = result.get("loop")
+    if loop:
+        lines += [
+            f"Per-task loop ({loop['family']}, {loop['tasks']} tasks x {loop['envs']} envs, "
+            f"Distral A2C, one update per task per Python call): {_rate(loop['sps'])} env "
+            f"steps/s, compile {loop['compile_s']:.1f} s.",
+            "",
+        ]
+    if result["scaling"]:
+        lines += [
+            f"### Task scaling ({result['scaling'][0]['family']}, Distral 2-column A2C)",
+            "",
+            "| environments | tasks x envs | env steps/s | compile s | memory |",
+            "|---|---|---|---|---|",
+        ]
+        for s in result["scaling"]:
+            mode = "same total" if s["mode"] == "same_total_envs" else "same per task"
+            lines.append(
+                f"| {mode} | {s['tasks']} x {s['envs']} | {_rate(s['sps'])} | "
+                f"{s['compile_s']:.1f} | {_memory(s)} |"
+            )
+        lines.append("")
+    lines += ["### Targets", "", "| target | needs | measured | holds |", "|---|---|---|---|"]
+    for name, threshold, value in ratios(result):
+        if value is None:
+            lines.append(f"| {name} | ≥ {threshold} | not in this profile | - |")
+        else:
+            holds = "yes" if value >= threshold else "**no**"
+            lines.append(f"| {name} | ≥ {threshold} | {value:.2f} | {holds} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+HEADER = """# Benchmark results: the trainer against the raw simulator, Brax PPO and a per-task loop
+
+Generated by `benchmarks/compare.py` (which also states what each row measures); do not edit
+by hand: rerun the command of a section, or `python benchmarks/compare_report.py` to rebuild
+this file from `benchmarks/results/compare_*.json`. Steps/s are env steps per second, learning
+included, best of the timed windows; compile is seconds before the first update (the trainer:
+wall time of `Trainer.compile`, its three programs compiled concurrently; Brax PPO: the sum of
+JAX's compile events before its first update). Memory: XLA's size of the compiled training
+program, and the process's resident set (CPU) or the device's peak (accelerator) after the row.
+
+"""
+
+
+def render(results: list[dict]) -> str:
+    return HEADER + "\n".join(section(r) for r in results)
+
+
+def main() -> None:
+    folder = Path(sys.argv[1]) if len(sys.argv) > 1 else Path("benchmarks/results")
+    results = [json.loads(p.read_text()) for p in sorted(folder.glob("compare_*.json"))]
+    if not results:
+        raise SystemExit(f"no compare_*.json in {folder}: run benchmarks/compare.py first")
+    Path("benchmarks/RESULTS.md").write_text(render(results))
+
+
+if __name__ == "__main__":
+    main()
