@@ -18,6 +18,12 @@ On the same environments, batch sizes, unroll and networks, for each family of t
   * ``scaling``: N = 1, 4, 16, 64 tasks with the same total environments, and with the same
     environments per task.
 
+Rates on a shared machine drift by tens of percent within minutes, so ratios come from windows
+timed in alternation: each trainer row with the raw environment (``raw_sps``), the per-task loop
+with the vmapped trainer (``vmapped_sps``), each scaling row with the first task count
+(``first_sps``); Brax's run, which cannot alternate, is bracketed by
+raw-environment windows just before and after it.
+
 Every row records env steps/s (the best of ``repeats`` timed windows after a warm-up call),
 compile seconds and memory: XLA's own size of the compiled training program (arguments,
 outputs and temporaries), and the device's peak bytes on an accelerator or the process's
@@ -34,7 +40,9 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -190,20 +198,37 @@ def program_bytes(compiled) -> int | None:
     return int(m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes)
 
 
-def best_rate(call, steps_per_call: int, repeats: int) -> float:
-    """Env steps per second: the best of ``repeats`` timed calls (after one warm-up call)."""
-    jax.block_until_ready(call())
-    best = float("inf")
+@dataclasses.dataclass
+class Timed:
+    """A jitted call to time and the env steps it makes."""
+
+    call: Callable[[], Any]
+    steps: int
+
+
+def best_rates(timed: list[Timed], repeats: int) -> list[float]:
+    """Env steps per second of each call: the best of ``repeats`` windows, taken in turn.
+
+    The calls alternate (A B A B ...), so that a slower minute of a shared machine slows every
+    one of them alike and their ratio stays meaningful; each is warmed up first.
+    """
+    for t in timed:
+        jax.block_until_ready(t.call())
+    best = [float("inf")] * len(timed)
     for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(call())
-        best = min(best, time.perf_counter() - start)
-    return steps_per_call / best
+        for i, t in enumerate(timed):
+            start = time.perf_counter()
+            jax.block_until_ready(t.call())
+            best[i] = min(best[i], time.perf_counter() - start)
+    return [t.steps / b for t, b in zip(timed, best, strict=True)]
 
 
 # ------------------------------------------------------------------------------ measurements
-def measure_raw(family: Family, iterations: int, repeats: int) -> dict:
-    """Random actions through the training wrappers, ``iterations × unroll`` steps per call."""
+def measure_raw(family: Family, iterations: int, repeats: int) -> tuple[dict, Timed]:
+    """Random actions through the training wrappers, ``iterations × unroll`` steps per call.
+
+    Returns the row and the timed call, which later rows alternate with (``best_rates``).
+    """
     env = wrap_for_training(make_family(family.name, family.tasks), family.config.episode_length)
     tasks = env.tasks()
     policy = random_policy(env)
@@ -228,12 +253,19 @@ def measure_raw(family: Family, iterations: int, repeats: int) -> dict:
         holder["state"] = compiled(holder["state"], k)
         return holder["state"].reward
 
-    sps = best_rate(call, family.tasks * family.envs * steps, repeats)
-    return {"sps": sps, "compile_s": compile_s, "program_bytes": program_bytes(compiled)}
+    timed = Timed(call, family.tasks * family.envs * steps)
+    (sps,) = best_rates([timed], repeats)
+    return {"sps": sps, "compile_s": compile_s, "program_bytes": program_bytes(compiled)}, timed
 
 
-def measure_trainer(family_env, config: TrainConfig, repeats: int) -> dict:
-    """The on-device trainer, one run: env steps/s of ``run`` and ``Trainer.compile``'s time."""
+def measure_trainer(
+    family_env, config: TrainConfig, repeats: int, raw: Timed | None = None
+) -> tuple[dict, Timed]:
+    """The on-device trainer, one run: env steps/s of ``run`` and ``Trainer.compile``'s time.
+
+    With ``raw``, its windows alternate with the trainer's and ``raw_sps`` is their rate.
+    Returns the row and the timed call.
+    """
     trainer = Trainer(family_env, config)
     compiled = trainer.compile(
         jax.random.split(jax.random.PRNGKey(0), 1), runs_hparams(config, None, 1)
@@ -244,23 +276,29 @@ def measure_trainer(family_env, config: TrainConfig, repeats: int) -> dict:
         holder["state"], metrics = compiled.run(holder["state"])
         return metrics
 
-    steps = trainer.env_steps_per_iteration * config.iterations_per_call
-    sps = best_rate(call, steps, repeats)
+    timed = Timed(call, trainer.env_steps_per_iteration * config.iterations_per_call)
+    rates = best_rates([timed] if raw is None else [timed, raw], repeats)
     loss = np.asarray(call()["loss"])
-    return {
-        "sps": sps,
+    row = {
+        "sps": rates[0],
         "compile_s": compiled.compile_time_s,
         "program_bytes": program_bytes(compiled.run),
         "finite": bool(np.all(np.isfinite(loss))),
     }
+    if raw is not None:
+        row["raw_sps"] = rates[1]
+    return row, timed
 
 
-def measure_per_task_loop(family: Family, config: TrainConfig, repeats: int) -> dict:
+def measure_per_task_loop(
+    family: Family, config: TrainConfig, repeats: int, vmapped: Timed
+) -> dict:
     """One update per task at a time from Python: ``tasks`` states, one compiled 1-task program.
 
     Every task keeps its own networks and environments; the program (compiled once, for task 0's
     shapes) is called for task 0, then 1, ... then again for task 0: ``tasks`` dispatches per
-    update, the way a per-task worker loop trains.
+    update, the way a per-task worker loop trains. Its windows alternate with ``vmapped`` (the
+    trainer on all tasks at once), whose rate is returned as ``vmapped_sps``.
     """
     env = make_family(family.name, family.tasks)
     single = config.replace(iterations_per_call=1)
@@ -277,8 +315,8 @@ def measure_per_task_loop(family: Family, config: TrainConfig, repeats: int) -> 
         return metrics
 
     steps = trainers[0].env_steps_per_iteration * family.tasks * family.iterations
-    sps = best_rate(call, steps, repeats)
-    return {"sps": sps, "compile_s": compiled.compile_time_s}
+    sps, vmapped_sps = best_rates([Timed(call, steps), vmapped], repeats)
+    return {"sps": sps, "compile_s": compiled.compile_time_s, "vmapped_sps": vmapped_sps}
 
 
 class _CompileEvents:
@@ -377,9 +415,12 @@ def measure_brax_ppo(family: Family, epochs_steps: int) -> dict:
 
 
 def scaling_rows(profile: Profile, repeats: int) -> list[dict]:
+    """Distral A2C at each task count; every row after the first is timed in alternation with
+    the first (one task: ``first_sps``), so that its ratio to it is not the machine's drift."""
     base = profile.scaling_family
     rows = []
     for mode in ("same_total_envs", "same_envs_per_task"):
+        first: Timed | None = None
         for n in profile.scaling_tasks:
             envs = (
                 profile.scaling_total_envs // n
@@ -393,7 +434,11 @@ def scaling_rows(profile: Profile, repeats: int) -> list[dict]:
                 num_envs=envs,
                 iterations_per_call=max(1, profile.scaling_steps_per_call // per_iteration),
             )
-            r = measure_trainer(make_family(base.name, n), config, repeats)
+            r, timed = measure_trainer(make_family(base.name, n), config, repeats, raw=first)
+            if first is None:
+                first = timed
+            else:
+                r["first_sps"] = r.pop("raw_sps")
             row = {"family": base.name, "mode": mode, "tasks": n, "envs": envs, **r}
             row.update(host_memory())
             print(f"  scaling {mode}: {n} tasks x {envs} envs: {r['sps']:,.0f} steps/s", flush=True)
@@ -417,31 +462,47 @@ def run(profile_name: str) -> dict:
             "ppo": f"{cfg.ppo_epochs} epochs x {cfg.ppo_minibatches} minibatches",
             "rows": [],
         }
-        raw = measure_raw(family, family.iterations, profile.repeats)
+        raw, raw_timed = measure_raw(family, family.iterations, profile.repeats)
         entry["rows"].append({"method": "raw", **raw, **host_memory()})
         print(f"  raw env: {raw['sps']:,.0f} steps/s, compile {raw['compile_s']:.1f} s", flush=True)
         env = make_family(family.name, family.tasks)
+        vmapped = None  # Distral A2C's timed call, for the per-task loop's comparison
         for learner in family.learners:
             for variant in family.variants:
                 config = cfg.replace(variant=variant, learner=learner)
-                r = measure_trainer(env, config, profile.repeats)
+                r, timed = measure_trainer(env, config, profile.repeats, raw=raw_timed)
+                if (variant, learner) == ("distral_klent_2col", "a2c"):
+                    vmapped = timed
                 method = f"trainer {variant} {learner}"
                 entry["rows"].append({"method": method, **r, **host_memory()})
                 print(
-                    f"  {method}: {r['sps']:,.0f} steps/s, compile {r['compile_s']:.1f} s",
+                    f"  {method}: {r['sps']:,.0f} steps/s ({r['sps'] / r['raw_sps']:.2f} of "
+                    f"the raw env's {r['raw_sps']:,.0f} in alternate windows), compile "
+                    f"{r['compile_s']:.1f} s",
                     flush=True,
                 )
         if profile.brax_ppo and family.name == "halfcheetah_vel":
+            # Brax's run cannot alternate with the raw env: time the raw env just before and
+            # after it instead, and keep the better.
+            (before,) = best_rates([raw_timed], profile.repeats)
             r = measure_brax_ppo(family, epochs_steps=family.iterations)
+            (after,) = best_rates([raw_timed], profile.repeats)
+            r["raw_sps"] = max(before, after)
             entry["rows"].append({"method": "brax_ppo", **r, **host_memory()})
             print(
-                f"  brax ppo: {r['sps']:,.0f} steps/s, compile {r['compile_s']:.1f} s", flush=True
+                f"  brax ppo: {r['sps']:,.0f} steps/s (raw env {before:,.0f} before, "
+                f"{after:,.0f} after), compile {r['compile_s']:.1f} s",
+                flush=True,
             )
-        if family.name == profile.loop_family:
+        if family.name == profile.loop_family and vmapped is not None:
             config = cfg.replace(variant="distral_klent_2col", learner="a2c")
-            r = measure_per_task_loop(family, config, profile.repeats)
+            r = measure_per_task_loop(family, config, profile.repeats, vmapped)
             out["loop"] = {"family": family.name, "tasks": family.tasks, "envs": family.envs, **r}
-            print(f"  per-task loop: {r['sps']:,.0f} steps/s", flush=True)
+            print(
+                f"  per-task loop: {r['sps']:,.0f} steps/s; vmapped in alternate windows "
+                f"{r['vmapped_sps']:,.0f}",
+                flush=True,
+            )
         out["families"].append(entry)
     out["scaling"] = scaling_rows(profile, profile.repeats)
     return out

@@ -32,25 +32,46 @@ def _ratio(a: dict | None, b: dict | None, key: str = "sps") -> float | None:
     return a[key] / b[key]
 
 
-def ratios(result: dict) -> list[tuple[str, float, float | None]]:
-    """Each target's name, threshold and measured ratio (None where the profile lacks it)."""
+def _share(row: dict | None) -> float | None:
+    """A row's rate over the raw environment's, timed in alternate windows with it."""
+    if row is None or not row.get("raw_sps"):
+        return None
+    return row["sps"] / row["raw_sps"]
+
+
+def ratios(result: dict) -> list[tuple[str, float, float | None, str]]:
+    """Each target's name, threshold, measured ratio (None where the profile lacks it) and how
+    it was formed."""
     brax_family = next((f for f in result["families"] if f["family"] == "halfcheetah_vel"), None)
-    grid = next((f for f in result["families"] if f["family"] == "gridworld"), None)
     cheetah = brax_family["rows"] if brax_family else []
     trainer = _row(cheetah, "trainer distral_klent_2col ppo")
     brax = _row(cheetah, "brax_ppo")
     loop = result.get("loop")
-    vmapped = _row(grid["rows"], "trainer distral_klent_2col a2c") if grid else None
     same_total = [s for s in result["scaling"] if s["mode"] == "same_total_envs"]
     by_tasks = {s["tasks"]: s for s in same_total}
+    trainer_share, brax_share = _share(trainer), _share(brax)
+    direct = _ratio(trainer, brax)
     values = (
-        _ratio(trainer, _row(cheetah, "raw")),
-        _ratio(trainer, brax),
-        _ratio(vmapped, loop),
-        _ratio(by_tasks.get(64), by_tasks.get(1)),
-        _ratio(brax, trainer, key="compile_s"),
+        (trainer_share, "trainer and raw env in alternate windows"),
+        (
+            None if trainer_share is None or brax_share is None else trainer_share / brax_share,
+            "each ÷ the raw env timed beside it"
+            + ("" if direct is None else f"; direct ratio of the rates {direct:.2f}"),
+        ),
+        (
+            None if loop is None else loop["vmapped_sps"] / loop["sps"],
+            "vmapped trainer and loop in alternate windows",
+        ),
+        (
+            None if 64 not in by_tasks else by_tasks[64]["sps"] / by_tasks[64]["first_sps"],
+            "64 tasks and 1 task in alternate windows",
+        ),
+        (_ratio(brax, trainer, key="compile_s"), "compile seconds, Brax's over the trainer's"),
     )
-    return [(name, threshold, v) for (name, threshold), v in zip(TARGETS, values, strict=True)]
+    return [
+        (name, threshold, v, how)
+        for (name, threshold), (v, how) in zip(TARGETS, values, strict=True)
+    ]
 
 
 def _memory(row: dict) -> str:
@@ -87,7 +108,7 @@ def section(result: dict) -> str:
             "|---|---|---|---|---|",
         ]
         for row in fam["rows"]:
-            share = _ratio(row, raw)
+            share = _share(row) if row["method"] != "raw" else _ratio(row, raw)
             lines.append(
                 f"| {row['method']} | {_rate(row['sps'])} | "
                 f"{'-' if share is None else f'{share:.2f}'} | {row['compile_s']:.1f} | "
@@ -99,30 +120,37 @@ def section(result: dict) -> str:
         lines += [
             f"Per-task loop ({loop['family']}, {loop['tasks']} tasks x {loop['envs']} envs, "
             f"Distral A2C, one update per task per Python call): {_rate(loop['sps'])} env "
-            f"steps/s, compile {loop['compile_s']:.1f} s.",
+            f"steps/s, compile {loop['compile_s']:.1f} s; the vmapped trainer in alternate "
+            f"windows: {_rate(loop['vmapped_sps'])}.",
             "",
         ]
     if result["scaling"]:
         lines += [
             f"### Task scaling ({result['scaling'][0]['family']}, Distral 2-column A2C)",
             "",
-            "| environments | tasks x envs | env steps/s | compile s | memory |",
-            "|---|---|---|---|---|",
+            "| environments | tasks x envs | env steps/s | ÷ first row | compile s | memory |",
+            "|---|---|---|---|---|---|",
         ]
         for s in result["scaling"]:
             mode = "same total" if s["mode"] == "same_total_envs" else "same per task"
+            share = f"{s['sps'] / s['first_sps']:.2f}" if s.get("first_sps") else "-"
             lines.append(
-                f"| {mode} | {s['tasks']} x {s['envs']} | {_rate(s['sps'])} | "
+                f"| {mode} | {s['tasks']} x {s['envs']} | {_rate(s['sps'])} | {share} | "
                 f"{s['compile_s']:.1f} | {_memory(s)} |"
             )
         lines.append("")
-    lines += ["### Targets", "", "| target | needs | measured | holds |", "|---|---|---|---|"]
-    for name, threshold, value in ratios(result):
+    lines += [
+        "### Targets",
+        "",
+        "| target | needs | measured | holds | how |",
+        "|---|---|---|---|---|",
+    ]
+    for name, threshold, value, how in ratios(result):
         if value is None:
-            lines.append(f"| {name} | ≥ {threshold} | not in this profile | - |")
+            lines.append(f"| {name} | ≥ {threshold} | not in this profile | - | |")
         else:
             holds = "yes" if value >= threshold else "**no**"
-            lines.append(f"| {name} | ≥ {threshold} | {value:.2f} | {holds} |")
+            lines.append(f"| {name} | ≥ {threshold} | {value:.2f} | {holds} | {how} |")
     lines.append("")
     return "\n".join(lines)
 
@@ -132,7 +160,12 @@ HEADER = """# Benchmark results: the trainer against the raw simulator, Brax PPO
 Generated by `benchmarks/compare.py` (which also states what each row measures); do not edit
 by hand: rerun the command of a section, or `python benchmarks/compare_report.py` to rebuild
 this file from `benchmarks/results/compare_*.json`. Steps/s are env steps per second, learning
-included, best of the timed windows; compile is seconds before the first update (the trainer:
+included, best of the timed windows. Rates on a shared machine drift by tens of percent from
+one minute to the next, so every ratio is formed from windows timed in alternation (a trainer
+row with the raw environment, "÷ raw env"; the loop with the vmapped trainer; each scaling row
+with one task) or, for Brax's
+PPO, which cannot alternate, from the raw environment timed just before and after it. Compile is
+seconds before the first update (the trainer:
 wall time of `Trainer.compile`, its three programs compiled concurrently; Brax PPO: the sum of
 JAX's compile events before its first update). Memory: XLA's size of the compiled training
 program, and the process's resident set (CPU) or the device's peak (accelerator) after the row.

@@ -44,9 +44,13 @@ def test_tiny_profile_writes_json_and_results_table(tmp_path):
     for row in rows:
         assert row["sps"] > 0 and math.isfinite(row["sps"]) and row["compile_s"] > 0
     assert grid["rows"][1]["finite"]
+    # Ratios come from windows timed in alternation with their reference.
+    assert grid["rows"][1]["raw_sps"] > 0 and result["loop"]["vmapped_sps"] > 0
+    assert all(s["first_sps"] > 0 for s in result["scaling"] if s["tasks"] > 1)
     scaling = {(s["mode"], s["tasks"]) for s in result["scaling"]}
     assert scaling == {(m, n) for m in ("same_total_envs", "same_envs_per_task") for n in (1, 2)}
 
     text = report.read_text()
     assert "python benchmarks/compare.py --tiny" in text and "### Targets" in text
     assert "| vmapped tasks / per-task loop (grid world, Distral A2C) | ≥ 3.0 |" in text
+    assert "alternate windows" in text
