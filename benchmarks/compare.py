@@ -224,15 +224,16 @@ def best_rates(timed: list[Timed], repeats: int) -> list[float]:
 
 
 # ------------------------------------------------------------------------------ measurements
-def measure_raw(family: Family, iterations: int, repeats: int) -> tuple[dict, Timed]:
-    """Random actions through the training wrappers, ``iterations × unroll`` steps per call.
+def measure_raw(family: Family, repeats: int) -> tuple[dict, Timed]:
+    """Random actions through the training wrappers, as many steps per call as the trainer's
+    (``family.iterations × unroll``).
 
     Returns the row and the timed call, which later rows alternate with (``best_rates``).
     """
     env = wrap_for_training(make_family(family.name, family.tasks), family.config.episode_length)
     tasks = env.tasks()
     policy = random_policy(env)
-    steps = iterations * family.config.unroll_length
+    steps = family.iterations * family.config.unroll_length
 
     def rollout(state, key):
         def body(state, k):
@@ -354,12 +355,13 @@ def _shim_device_put_replicated() -> None:
     jax.device_put_replicated = device_put_replicated
 
 
-def measure_brax_ppo(family: Family, epochs_steps: int) -> dict:
+def measure_brax_ppo(family: Family) -> dict:
     """``brax.training.agents.ppo.train`` on Brax's ``halfcheetah`` with the family's settings.
 
     ``tasks × envs`` environments, minibatches of ``envs`` (so one training step collects one
-    unroll per environment, as an iteration here does), ``ppo_epochs`` passes. Steps/s is
-    Brax's own ``training/sps`` of its last epoch (its first includes compilation).
+    unroll per environment, as an iteration here does), ``ppo_epochs`` passes; three epochs of
+    ``family.iterations`` training steps. Steps/s is Brax's own ``training/sps``, the best of
+    its epochs after the first (which includes compilation).
     """
     global _EVENTS
     from brax import envs as brax_envs  # noqa: PLC0415
@@ -392,7 +394,7 @@ def measure_brax_ppo(family: Family, epochs_steps: int) -> dict:
     try:
         ppo.train(
             env,
-            num_timesteps=3 * epochs_steps * per_step,
+            num_timesteps=3 * family.iterations * per_step,
             num_evals=4,
             num_envs=num_envs,
             max_devices_per_host=1,
@@ -462,7 +464,7 @@ def run(profile_name: str) -> dict:
             "ppo": f"{cfg.ppo_epochs} epochs x {cfg.ppo_minibatches} minibatches",
             "rows": [],
         }
-        raw, raw_timed = measure_raw(family, family.iterations, profile.repeats)
+        raw, raw_timed = measure_raw(family, profile.repeats)
         entry["rows"].append({"method": "raw", **raw, **host_memory()})
         print(f"  raw env: {raw['sps']:,.0f} steps/s, compile {raw['compile_s']:.1f} s", flush=True)
         env = make_family(family.name, family.tasks)
@@ -485,7 +487,7 @@ def run(profile_name: str) -> dict:
             # Brax's run cannot alternate with the raw env: time the raw env just before and
             # after it instead, and keep the better.
             (before,) = best_rates([raw_timed], profile.repeats)
-            r = measure_brax_ppo(family, epochs_steps=family.iterations)
+            r = measure_brax_ppo(family)
             (after,) = best_rates([raw_timed], profile.repeats)
             r["raw_sps"] = max(before, after)
             entry["rows"].append({"method": "brax_ppo", **r, **host_memory()})
