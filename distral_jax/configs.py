@@ -193,6 +193,13 @@ class TrainConfig:
       lambda_: λ of the λ-returns / GAE.
       value_coef: weight of the value loss.
       distill_coef: multiplier of the distillation term (1 is the joint objective's gradient).
+      freeze_prior: θ_0 is never updated: π_0 (e.g. one trained on other tasks and passed to
+        ``train(..., initial_params=...)``) stays a fixed prior that the task policies are
+        regularised towards (and, in the 2-column architecture, a fixed column h_θ0).
+      task_start_steps: a curriculum: env steps (all tasks) after which each task enters the
+        objective, one per task (empty: every task from the start). Before its start a task's
+        environments still run, but its losses (policy, value, KL and distillation) have weight
+        0, so it changes no parameter.
       max_grad_norm: global gradient clipping.
       ppo_epochs: PPO's passes over each rollout.
       ppo_minibatches: PPO's minibatches per pass (a divisor of ``num_envs``).
@@ -226,6 +233,8 @@ class TrainConfig:
     lambda_: float = 0.9
     value_coef: float = 0.5
     distill_coef: float = 1.0
+    freeze_prior: bool = False
+    task_start_steps: tuple[int, ...] = ()
     max_grad_norm: float = 1.0
     ppo_epochs: int = 4
     ppo_minibatches: int = 4
@@ -280,6 +289,12 @@ class TrainConfig:
             # A KL to a π_0 that is never distilled would pull every task towards its random
             # initialisation.
             _require(self.c_kl == 0, "c_kl", "0 when distill=False", self.c_kl)
+        _require(
+            all(isinstance(t, int) and t >= 0 for t in self.task_start_steps),
+            "task_start_steps",
+            "a tuple of non-negative integers (one per task)",
+            self.task_start_steps,
+        )
         _require(self.max_grad_norm > 0, "max_grad_norm", "> 0", self.max_grad_norm)
         _require(0 < self.ppo_clip < 1, "ppo_clip", "in (0, 1)", self.ppo_clip)
         if self.learner == "ppo":

@@ -207,6 +207,9 @@ class DistralNetworks:
       observation_shape: ``(observation_size,)``, or ``(H, W, C)`` for image-like observations,
         read through ``ImageTorso``.
       observation_vocabulary: ``(H, W, C)`` observations are integer ids below this number.
+      task_ids: ``[N]`` the id each task is shown as by the shared architecture (default
+        ``arange(N)``; a subset of a family keeps the ids of its tasks in the family).
+      num_task_ids: size of the shared architecture's one-hot task id (default N).
     """
 
     def __init__(
@@ -223,7 +226,18 @@ class DistralNetworks:
         core: Core = "mlp",
         observation_shape: Sequence[int] | None = None,
         observation_vocabulary: int | None = None,
+        task_ids: Sequence[int] | None = None,
+        num_task_ids: int | None = None,
     ):
+        self.task_ids = tuple(int(i) for i in (range(num_tasks) if task_ids is None else task_ids))
+        self.num_task_ids = num_tasks if num_task_ids is None else int(num_task_ids)
+        if len(self.task_ids) != num_tasks or not all(
+            0 <= i < self.num_task_ids for i in self.task_ids
+        ):
+            raise ValueError(
+                f"`task_ids` must be {num_tasks} ids in [0, {self.num_task_ids}), got "
+                f"{list(self.task_ids)}"
+            )
         observation_shape = tuple(observation_shape or (observation_size,))
         image = len(observation_shape) == 3
         if normalize_observations and observation_vocabulary is not None:
@@ -286,10 +300,10 @@ class DistralNetworks:
         """``(carry, out)`` of one network on one task's observations (any batch axes)."""
         extra = None
         if self.shared and task_id is not None:
-            extra = jax.nn.one_hot(task_id, self.num_tasks, dtype=jnp.float32)
+            extra = jax.nn.one_hot(task_id, self.num_task_ids, dtype=jnp.float32)
         if isinstance(module, MLP):
             if extra is not None:
-                extra = jnp.broadcast_to(extra, x.shape[:-1] + (self.num_tasks,))
+                extra = jnp.broadcast_to(extra, x.shape[:-1] + (self.num_task_ids,))
                 x = jnp.concatenate([x, extra], axis=-1)
             return carry, module.apply(params, x)
         return module.apply(params, carry, x, extra)
@@ -304,11 +318,11 @@ class DistralNetworks:
             if isinstance(module, MLP):
                 x = obs
                 if self.shared and module is not self.prior_net:
-                    x = jnp.concatenate([obs, jnp.zeros((self.num_tasks,), jnp.float32)])
+                    x = jnp.concatenate([obs, jnp.zeros((self.num_task_ids,), jnp.float32)])
                 return module.init(k, x)
             extra = None
             if self.shared and module is not self.prior_net:
-                extra = jax.nn.one_hot(task_id, self.num_tasks, dtype=jnp.float32)
+                extra = jax.nn.one_hot(task_id, self.num_task_ids, dtype=jnp.float32)
             return module.init(k, carry, obs, extra)
 
         prior = init_one(self.prior_net, k_prior)
@@ -361,7 +375,7 @@ class DistralNetworks:
           values ``[N, ...]`` and the cores' next state.
         """
         axis = None if self.shared else 0
-        task_ids = jnp.arange(self.num_tasks)
+        task_ids = jnp.asarray(self.task_ids)
         fn = jax.vmap(self._one_task, in_axes=(None, axis, axis, 0, 0, 0, None))
         return fn(params.prior, params.task, params.value, task_ids, obs, state, column_alpha)
 
@@ -396,7 +410,7 @@ class DistralNetworks:
         def one(value_params, task_id, o, carry):
             return self._call(self.value_net, value_params, carry, o, task_id)[1][..., 0]
 
-        task_ids = jnp.arange(self.num_tasks)
+        task_ids = jnp.asarray(self.task_ids)
         return jax.vmap(one, in_axes=(axis, 0, 0, 0))(params.value, task_ids, obs, value_state)
 
     def preprocess(self, obs_stats: RunningStats, obs: jax.Array) -> jax.Array:
@@ -501,4 +515,6 @@ def make_networks(env: TaskFamily, config: TrainConfig) -> DistralNetworks:
         core=config.core,
         observation_shape=env.observation_shape,
         observation_vocabulary=env.observation_vocabulary,
+        task_ids=env.task_ids,
+        num_task_ids=env.num_task_ids,
     )

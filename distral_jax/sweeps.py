@@ -1,16 +1,21 @@
-"""Training many variants × seeds with as few compilations as possible.
+"""Training many variants × settings × seeds with as few compilations as possible.
 
-Variants that share an architecture differ only in traced hyperparameters (α, the distillation
-weight, the column weight), so all of them and all their seeds train vmapped in ONE compiled
-program. ``train_variants`` groups the requested variants by architecture, trains each group,
-and returns per-variant learning curves.
+Configurations that differ only in traced hyperparameters (α, β, the learning rate, the
+distillation weight, the column weight: ``Hyperparams``) share one compiled program, so all the
+variants of one architecture, a grid of their settings and all their seeds train vmapped in ONE
+program. ``train_configs`` groups named configurations by program, trains each group and returns
+per-configuration learning curves; ``train_variants`` does so for the preset variants.
+
+Seeds are paired: seed ``s`` of every configuration gets the same PRNG key (the same first
+environment states, and the same network initialisation within an architecture), so that
+differences between configurations are not differences between draws.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import jax
@@ -61,70 +66,145 @@ def group_by_architecture(variants: Sequence[str]) -> dict[str, list[str]]:
     return groups
 
 
+_TRACED_FIELDS = ("beta", "learning_rate", "gamma", "lambda_", "value_coef", "distill_coef")
+
+
+def program_of(config: TrainConfig) -> TrainConfig:
+    """The configuration with every traced hyperparameter at its default: configurations with
+    the same ``program_of`` compile to the same program."""
+    defaults = {name: getattr(TrainConfig, name) for name in _TRACED_FIELDS}
+    return config.replace(
+        variant="custom",
+        architecture=config.resolved.architecture,
+        c_kl=TrainConfig.c_kl,
+        c_ent=TrainConfig.c_ent,
+        distill=True,
+        **defaults,
+    )
+
+
+def paired_keys(seed: int, seeds: int, configs: int) -> jax.Array:
+    """``[configs * seeds, 2]``: the keys of ``seeds`` runs, repeated for every configuration."""
+    return jnp.tile(jax.random.split(jax.random.PRNGKey(seed), seeds), (configs, 1))
+
+
 def train_variants(
     env: TaskFamily,
     config: TrainConfig,
     variants: Sequence[str],
+    seeds: int,
+    **kwargs,
+) -> dict[str, VariantResult]:
+    """``train_configs`` of the preset ``variants`` of ``config``: one program per architecture.
+
+    Args:
+      env: the task family.
+      config: the shared configuration (its ``variant`` is overridden per variant).
+      variants: preset names.
+      seeds: runs per variant, paired across variants.
+      kwargs: ``train_configs``'s keyword arguments.
+    Returns:
+      variant -> ``VariantResult``.
+    """
+    group_by_architecture(variants)  # named error for an unknown variant
+    return train_configs(env, {v: config.replace(variant=v) for v in variants}, seeds, **kwargs)
+
+
+def train_configs(
+    env: TaskFamily,
+    configs: Mapping[str, TrainConfig],
     seeds: int,
     *,
     show_progress: bool = True,
     log=print,
     checkpoint_dir: str | Path | None = None,
 ) -> dict[str, VariantResult]:
-    """Trains every variant for ``seeds`` runs; one compiled program per architecture.
+    """Trains every named configuration for ``seeds`` paired runs, one program per group of
+    configurations that differ only in traced hyperparameters (``program_of``).
 
     Args:
       env: the task family.
-      config: the shared configuration (its ``variant`` is overridden per variant).
-      variants: preset names.
-      seeds: runs per variant.
+      configs: name -> configuration.
+      seeds: runs per configuration; seed ``s`` has the same key in every configuration
+        (``paired_keys`` of the group's ``config.seed``).
       show_progress: progress bars.
       log: where to report which group is running.
-      checkpoint_dir: checkpoints of each group's program in ``<checkpoint_dir>/<architecture>``;
-        a rerun resumes each group (a finished one is read back, not trained again).
+      checkpoint_dir: checkpoints of each group's program in ``<checkpoint_dir>/<architecture>``
+        (``-2``, ``-3``... for further groups of one architecture); a rerun resumes each group
+        (a finished one is read back, not trained again).
     Returns:
-      variant -> ``VariantResult``.
+      name -> ``VariantResult``, in the order of ``configs``.
     """
     if int(seeds) < 1:
         raise ValueError(f"`seeds` must be a positive integer, got {seeds!r}")
+    groups: dict[TrainConfig, list[str]] = {}
+    for name, config in configs.items():
+        groups.setdefault(program_of(config), []).append(name)
     results: dict[str, VariantResult] = {}
-    for architecture, group in group_by_architecture(variants).items():
-        log(f"[{architecture}] {', '.join(group)} x {seeds} seeds (one program)")
-        per_variant = [config.replace(variant=v).hyperparams() for v in group]
-        hparams = jax.tree_util.tree_map(
-            lambda *xs: jnp.repeat(jnp.stack(xs), seeds, axis=0), *per_variant
-        )
-        history: list[tuple[int, dict]] = []
-        start = time.perf_counter()
-        _, params, _ = train(
-            env,
-            config.replace(variant=group[0]),
-            num_runs=len(group) * seeds,
-            hparams=hparams,
-            progress_fn=lambda step, m, h=history: h.append((step, m)),
-            show_progress=show_progress,
-            checkpoint_dir=None if checkpoint_dir is None else Path(checkpoint_dir) / architecture,
-        )
-        wall = time.perf_counter() - start
-        if len(group) * seeds == 1:  # ``train`` drops the run axis of a single run
-            params = jax.tree_util.tree_map(lambda x: x[None], params)
-        steps = np.array([s for s, _ in history])
-        last = history[-1][1]
-        for k, variant in enumerate(group):
-            rows = slice(k * seeds, (k + 1) * seeds)
-            curves = {
-                name: np.stack(
-                    [np.asarray(m[key]).reshape(-1, env.num_tasks)[rows] for _, m in history],
-                    axis=1,
-                )
-                for name, key in CURVE_KEYS.items()
-            }
-            results[variant] = VariantResult(
-                steps=steps,
-                curves=curves,
-                sps=float(last["training/sps_all_runs"]),
-                compile_time_s=float(last["training/compile_time_s"]),
-                wall_s=wall,
-                policy_params=jax.tree_util.tree_map(lambda x, r=rows: x[r], params),
+    folders: dict[str, int] = {}
+    for program, names in groups.items():
+        architecture = program.architecture
+        folders[architecture] = folders.get(architecture, 0) + 1
+        folder = architecture + (f"-{folders[architecture]}" if folders[architecture] > 1 else "")
+        log(f"[{folder}] {len(names)} configurations x {seeds} seeds (one program)")
+        results.update(
+            _train_group(
+                env,
+                [configs[n] for n in names],
+                names,
+                seeds,
+                show_progress,
+                None if checkpoint_dir is None else Path(checkpoint_dir) / folder,
             )
+        )
+    return {name: results[name] for name in configs}
+
+
+def _train_group(
+    env: TaskFamily,
+    configs: list[TrainConfig],
+    names: list[str],
+    seeds: int,
+    show_progress: bool,
+    checkpoint_dir: Path | None,
+) -> dict[str, VariantResult]:
+    per_config = [c.hyperparams() for c in configs]
+    hparams = jax.tree_util.tree_map(
+        lambda *xs: jnp.repeat(jnp.stack(xs), seeds, axis=0), *per_config
+    )
+    num_runs = len(configs) * seeds
+    history: list[tuple[int, dict]] = []
+    start = time.perf_counter()
+    _, params, _ = train(
+        env,
+        configs[0],
+        num_runs=num_runs,
+        hparams=hparams,
+        keys=paired_keys(configs[0].seed, seeds, len(configs)),
+        progress_fn=lambda step, m, h=history: h.append((step, m)),
+        show_progress=show_progress,
+        checkpoint_dir=checkpoint_dir,
+    )
+    wall = time.perf_counter() - start
+    if num_runs == 1:  # ``train`` drops the run axis of a single run
+        params = jax.tree_util.tree_map(lambda x: x[None], params)
+    steps = np.array([s for s, _ in history])
+    last = history[-1][1]
+    results = {}
+    for k, name in enumerate(names):
+        rows = slice(k * seeds, (k + 1) * seeds)
+        curves = {
+            curve: np.stack(
+                [np.asarray(m[key]).reshape(-1, env.num_tasks)[rows] for _, m in history], axis=1
+            )
+            for curve, key in CURVE_KEYS.items()
+        }
+        results[name] = VariantResult(
+            steps=steps,
+            curves=curves,
+            sps=float(last["training/sps_all_runs"]),
+            compile_time_s=float(last["training/compile_time_s"]),
+            wall_s=wall,
+            policy_params=jax.tree_util.tree_map(lambda x, r=rows: x[r], params),
+        )
     return results

@@ -12,6 +12,7 @@ silently.
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import time
 import warnings
@@ -29,6 +30,7 @@ from distral_jax.checkpoint import HostState, RunCheckpoints, run_signature
 from distral_jax.configs import Hyperparams, TrainConfig
 from distral_jax.envs.base import TaskFamily
 from distral_jax.learners.base import Metrics
+from distral_jax.networks import DistralParams
 from distral_jax.trainer import CompiledRun, Trainer, TrainState, runs_hparams
 
 ProgressFn = Callable[[int, Metrics], None]
@@ -97,6 +99,8 @@ def train(
     show_progress: bool = True,
     checkpoint_dir: str | Path | None = None,
     mesh: Mesh | None = None,
+    keys: jax.Array | None = None,
+    initial_params: Callable[[DistralParams], DistralParams] | None = None,
 ) -> tuple[Callable[..., acting.Policy], PolicyParams, Metrics]:
     """Trains Distral (or a baseline) on a task family; Brax's ``train`` convention.
 
@@ -123,6 +127,14 @@ def train(
       mesh: a ``jax.sharding.Mesh`` with axes ``"runs"`` and/or ``"tasks"`` that split the
         vmapped runs and the tasks (with their environments) over its devices; θ_0 is
         replicated. ``None``: one device.
+      keys: ``[num_runs, 2]`` PRNG keys, one per run (network initialisation, first environment
+        states, actions); default ``jax.random.split(PRNGKey(config.seed), num_runs)``. Runs
+        given the same key start from the same environment states and draw the same keys,
+        which pairs seeds across sweeps (``distral_jax.sweeps``); their evaluations are then
+        paired too (keys from each run's key and the evaluation's index).
+      initial_params: maps the freshly initialised parameters (``DistralParams`` with a leading
+        ``[num_runs]`` axis) to those training starts from, e.g. a trained θ_0 for transfer
+        (with ``config.freeze_prior`` it stays fixed). It must keep every leaf's shape and dtype.
     Returns:
       ``(make_policy, policy_params, metrics)``: ``make_policy(policy_params,
       deterministic=False, prior=False)`` gives ``policy(obs [N, ..., O], key) -> action``;
@@ -136,6 +148,7 @@ def train(
     """
     if isinstance(num_runs, bool) or not isinstance(num_runs, (int, np.integer)) or num_runs < 1:
         raise ValueError(f"`num_runs` must be a positive integer, got {num_runs!r}")
+    explicit_keys = keys is not None
     trainer = Trainer(env, config)
     sharding.check_mesh(mesh, num_runs, trainer.num_tasks)
     if jax.process_count() > 1 and (mesh is None or mesh.devices.size != len(jax.devices())):
@@ -145,15 +158,28 @@ def train(
             "('tasks',))); each process would otherwise train a copy of the run"
         )
     hparams = runs_hparams(config, hparams, num_runs)
+    if keys is None:
+        keys = jax.random.split(jax.random.PRNGKey(config.seed), num_runs)
+    elif np.shape(keys) != (num_runs, 2):
+        raise ValueError(f"`keys` must have shape ({num_runs}, 2), got {np.shape(keys)}")
     signature = run_signature(env, config, num_runs, hparams)
+    if explicit_keys:
+        signature["keys"] = np.asarray(keys).tolist()
     checkpoints, resume_step = None, None
     if checkpoint_dir is not None:
         checkpoints = RunCheckpoints(checkpoint_dir, keep=config.keep_checkpoints)
-        resume_step = checkpoints.check_run(signature)
+        if initial_params is None:  # else checked once the starting parameters are known
+            resume_step = checkpoints.check_run(signature)
     try:
-        keys = jax.random.split(jax.random.PRNGKey(config.seed), num_runs)
         compiled = trainer.compile(keys, hparams, mesh)
+        if initial_params is not None:
+            compiled = compiled._replace(state=_start_from(compiled.state, initial_params))
+            signature["initial_params"] = _digest(compiled.state.params)
+            if checkpoints is not None:
+                resume_step = checkpoints.check_run(signature)
         loop = _HostLoop(trainer, compiled, num_runs, progress_fn, show_progress)
+        if explicit_keys:
+            loop.pair_evaluations(keys)
         if resume_step is not None:
             state, host = checkpoints.restore(resume_step, compiled.state)
             jax.tree_util.tree_map(lambda a: a.delete(), compiled.state)  # one copy in memory
@@ -165,6 +191,40 @@ def train(
     policy_params = jax.tree_util.tree_map(loop.squeeze, state.policy_params)
     make_policy = functools.partial(acting.make_policy, trainer.networks)
     return make_policy, policy_params, loop.host.history[-1][1]
+
+
+def _start_from(state: TrainState, initial_params) -> TrainState:
+    """The state with ``initial_params(state.params)``, checked to keep every leaf's shape."""
+    params = initial_params(state.params)
+    fresh = jax.tree_util.tree_structure(state.params)
+    if jax.tree_util.tree_structure(params) != fresh:
+        raise ValueError("`initial_params` must return parameters of the structure it is given")
+    for new, old in zip(
+        jax.tree_util.tree_leaves(params), jax.tree_util.tree_leaves(state.params), strict=True
+    ):
+        if np.shape(new) != old.shape or jnp.result_type(new) != old.dtype:
+            raise ValueError(
+                f"`initial_params` changed a leaf from {old.dtype}{list(old.shape)} to "
+                f"{jnp.result_type(new)}{list(np.shape(new))}"
+            )
+    # Copies: the training program donates its state, and must not delete the caller's arrays.
+    sharded = jax.tree_util.tree_map(
+        lambda new, old: jax.device_put(jnp.array(new, old.dtype, copy=True), old.sharding),
+        params,
+        state.params,
+    )
+    # Adam's moments start at zero whatever the parameters are: the optimiser state is kept.
+    return state.replace(params=sharded)
+
+
+def _digest(tree) -> str:
+    """A SHA-256 of a pytree's leaves (shapes, dtypes and bytes), to identify a start."""
+    digest = hashlib.sha256()
+    for leaf in jax.tree_util.tree_leaves(jax.device_get(tree)):
+        leaf = np.ascontiguousarray(leaf)
+        digest.update(f"{leaf.dtype}{leaf.shape}".encode())
+        digest.update(leaf.tobytes())
+    return digest.hexdigest()
 
 
 class _HostLoop:
@@ -189,11 +249,17 @@ class _HostLoop:
         self.num_calls = max(1, math.ceil(config.total_env_steps / self.steps_per_call))
         self.eval_every_calls = max(1, round(config.eval_every / self.steps_per_call))
         self.squeeze = (lambda x: x[0]) if num_runs == 1 else (lambda x: x)
+        self.run_keys = None
         eval_key = np.asarray(jax.random.PRNGKey(config.seed + 10_000))
         self.host = HostState(env_steps=0, calls=0, eval_key=eval_key, train_time_s=0.0, history=[])
         # One bar per job, not per process.
         enabled = show_progress and jax.process_index() == 0
         self.bar = _progress_bar(self.num_calls * self.steps_per_call, enabled)
+
+    def pair_evaluations(self, run_keys: jax.Array) -> None:
+        """Evaluation keys from each run's own key and the evaluation's index, so that runs
+        given the same key (paired seeds) are also evaluated on the same episodes."""
+        self.run_keys = jnp.asarray(run_keys)
 
     def resume(self, state: TrainState, host: HostState) -> None:
         self.state, self.host = state, host
@@ -244,7 +310,13 @@ class _HostLoop:
         host = self.host
         key, k = jax.random.split(jnp.asarray(host.eval_key))
         host.eval_key = np.asarray(key)
-        keys = np.asarray(jax.random.split(k, self.num_runs))  # a global value on any mesh
+        if self.run_keys is None:
+            keys = np.asarray(jax.random.split(k, self.num_runs))  # a global value on any mesh
+        else:
+            evaluation = len(host.history)
+            keys = np.asarray(
+                jax.vmap(lambda rk: jax.random.fold_in(rk, evaluation))(self.run_keys)
+            )
         eval_metrics = self.compiled.evaluate(self.state, keys)
         out = _summarise(jax.tree_util.tree_map(self.squeeze, eval_metrics), "eval")
         out.update(training)

@@ -131,6 +131,11 @@ class Trainer:
 
     def __init__(self, env: TaskFamily, config: TrainConfig):
         check_family(env)
+        if config.task_start_steps and len(config.task_start_steps) != env.num_tasks:
+            raise ValueError(
+                f"`task_start_steps` must have one entry per task ({env.num_tasks}), got "
+                f"{len(config.task_start_steps)}"
+            )
         self.config = config
         self.family = env
         self.env = wrap_for_training(env, config.episode_length)
@@ -142,6 +147,18 @@ class Trainer:
     @property
     def env_steps_per_iteration(self) -> int:
         return self.num_tasks * self.config.num_envs * self.config.unroll_length
+
+    def task_weights(self, iteration: jax.Array) -> jax.Array | None:
+        """``[N]`` 1 for the tasks in the objective at this update (``config.task_start_steps``,
+        counted in env steps of all tasks before it), 0 for the others; None without a
+        curriculum."""
+        if not self.config.task_start_steps:
+            return None
+        per_iteration = self.env_steps_per_iteration
+        # The first update with at least that many steps before it (in updates: no int32
+        # overflow of env steps on long runs).
+        first = jnp.asarray([-(-t // per_iteration) for t in self.config.task_start_steps])
+        return (iteration >= first).astype(jnp.float32)
 
     def init(self, key: jax.Array, hparams: Hyperparams | None = None) -> TrainState:
         """A fresh training state (vmap over ``key``/``hparams`` for many runs at once)."""
@@ -178,7 +195,13 @@ class Trainer:
         # The update sees the statistics the rollout acted with (PPO's ratios start at 1); the
         # new observations are folded in for the next rollout.
         out = self.learner.update(
-            state.params, state.opt_state, state.hparams, state.obs_stats, traj, update_key
+            state.params,
+            state.opt_state,
+            state.hparams,
+            state.obs_stats,
+            traj,
+            update_key,
+            self.task_weights(state.iteration),
         )
         obs_stats = state.obs_stats
         if self.config.normalize_observations:

@@ -22,6 +22,7 @@ import abc
 from typing import Any
 
 import jax
+import numpy as np
 from flax import struct
 
 PyTree = Any
@@ -113,6 +114,19 @@ class TaskFamily(abc.ABC):
         start state (False: Brax's convention, for families whose ``reset`` is costly to compile
         into every training step)."""
         return True
+
+    @property
+    def task_ids(self) -> np.ndarray:
+        """``[N]`` each task's index in the family its tasks were drawn from: ``arange(N)``, or
+        the original indices for a subset (``wrappers.TaskSubset``)."""
+        return np.arange(self.num_tasks)
+
+    @property
+    def num_task_ids(self) -> int:
+        """Size of the task-id space (``task_ids`` are below it). A network that reads a task id
+        (the shared architecture's one-hot) is sized for it, so that one trained on some tasks
+        of a family can be fine-tuned on others, each keeping its own id."""
+        return self.num_tasks
 
     @property
     def unwrapped(self) -> TaskFamily:

@@ -58,6 +58,14 @@ class Wrapper(TaskFamily):
     def fresh_starts(self) -> bool:
         return self.env.fresh_starts
 
+    @property
+    def task_ids(self) -> np.ndarray:
+        return self.env.task_ids
+
+    @property
+    def num_task_ids(self) -> int:
+        return self.env.num_task_ids
+
     def tasks(self) -> PyTree:
         return self.env.tasks()
 
@@ -216,6 +224,10 @@ class TaskSubset(Wrapper):
     @property
     def num_tasks(self) -> int:
         return int(self.indices.size)
+
+    @property
+    def task_ids(self) -> np.ndarray:
+        return np.asarray(self.env.task_ids)[self.indices]
 
     def tasks(self) -> PyTree:
         return jax.tree_util.tree_map(lambda x: jnp.asarray(x)[self.indices], self.env.tasks())

@@ -44,7 +44,12 @@ class A2C:
     regularizer: Regularizer
 
     def loss(
-        self, params: DistralParams, hp: Hyperparams, obs_stats: RunningStats, traj: Transition
+        self,
+        params: DistralParams,
+        hp: Hyperparams,
+        obs_stats: RunningStats,
+        traj: Transition,
+        task_weights: jax.Array | None = None,
     ) -> tuple[jax.Array, Metrics]:
         """The joint loss on trajectories ``[N, E, T]``; metrics averaged to ``[N]``."""
         pi, pi0, v_tm1, v_t = policy_outputs(self.networks, params, hp, obs_stats, traj)
@@ -58,7 +63,8 @@ class A2C:
             value_coef=hp.value_coef,
             distill_coef=hp.distill_coef,
         )
-        return joint_loss(*map_trajectories(loss_fn, pi, pi0, v_tm1, v_t, traj))
+        per_trajectory = map_trajectories(loss_fn, pi, pi0, v_tm1, v_t, traj)
+        return joint_loss(*per_trajectory, task_weights)
 
     def update(
         self,
@@ -68,8 +74,9 @@ class A2C:
         obs_stats: RunningStats,
         traj: Transition,
         key: jax.Array,
+        task_weights: jax.Array | None = None,
     ) -> LearnerOutput:
         """One gradient step on a batch of trajectories ``[N, E, T]`` (``key`` is unused)."""
         del key
-        loss_fn = lambda p: self.loss(p, hp, obs_stats, traj)
+        loss_fn = lambda p: self.loss(p, hp, obs_stats, traj, task_weights)
         return gradient_step(loss_fn, params, opt_state, self.optimizer, hp.learning_rate)

@@ -2,7 +2,8 @@
 
 A learner is built once from the networks, the optimiser and its static settings, and then
 called as ``learner.update(params, opt_state, hparams, obs_stats, trajectories, key)`` on the
-trajectories ``[N, E, T]`` that ``distral_jax.acting.rollout`` collects.
+trajectories ``[N, E, T]`` that ``distral_jax.acting.rollout`` collects (with ``task_weights
+[N]`` in a curriculum: tasks of weight 0 are not yet in the objective).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Learner(Protocol):
         obs_stats: RunningStats,
         traj: Transition,
         key: jax.Array,
+        task_weights: jax.Array | None = None,
     ) -> LearnerOutput: ...
 
 
@@ -51,7 +53,23 @@ def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
     training run can be vmapped over learning rates without recompiling. The clipping is global
     over every task's parameters: one factor for all, so it never reweights the tasks.
     """
-    return optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.scale_by_adam())
+    chain = [optax.clip_by_global_norm(config.max_grad_norm), optax.scale_by_adam()]
+    if config.freeze_prior:
+        # θ_0's gradient is dropped before clipping, so the clipping factor is the one the
+        # trained parameters alone give.
+        chain.insert(0, _zero_prior_updates())
+    return optax.chain(*chain)
+
+
+def _zero_prior_updates() -> optax.GradientTransformation:
+    """Sets θ_0's updates to zero (``TrainConfig.freeze_prior``)."""
+
+    def update(updates: DistralParams, state, params=None):
+        del params
+        prior = jax.tree_util.tree_map(jnp.zeros_like, updates.prior)
+        return updates.replace(prior=prior), state
+
+    return optax.GradientTransformation(lambda params: optax.EmptyState(), update)
 
 
 def gradient_step(
@@ -108,11 +126,15 @@ def map_trajectories(fn, pi, pi0, v_tm1: jax.Array, v_t: jax.Array, traj: Transi
     return batched(pi, pi0, traj.action, traj.reward, traj.discount, traj.done, v_tm1, v_t)
 
 
-def joint_loss(loss: jax.Array, metrics: Metrics) -> tuple[jax.Array, Metrics]:
+def joint_loss(
+    loss: jax.Array, metrics: Metrics, task_weights: jax.Array | None = None
+) -> tuple[jax.Array, Metrics]:
     """Per-trajectory losses ``[N, E]`` -> the joint objective's loss and metrics ``[N]``.
 
     Σ over tasks (the joint objective sums the tasks' J_i, docs/maths.md §1), mean over each
-    task's environments (a Monte-Carlo average). Every task has the same weight.
+    task's environments (a Monte-Carlo average). Every task has the same weight, or, in a
+    curriculum, ``task_weights [N]``: 1 for the tasks in the objective so far, 0 for the others.
     """
-    total = jnp.sum(jnp.mean(loss, axis=1))
+    per_task = jnp.mean(loss, axis=1)
+    total = jnp.sum(per_task if task_weights is None else task_weights * per_task)
     return total, jax.tree_util.tree_map(lambda m: jnp.mean(m, axis=1), metrics)

@@ -78,16 +78,27 @@ class PPO:
         return map_trajectories(returns_fn, pi, pi0, v_tm1, v_t, traj)
 
     def minibatch_loss(
-        self, params: DistralParams, hp: Hyperparams, obs_stats: RunningStats, batch: Minibatch
+        self,
+        params: DistralParams,
+        hp: Hyperparams,
+        obs_stats: RunningStats,
+        batch: Minibatch,
+        task_weights: jax.Array | None = None,
     ) -> tuple[jax.Array, Metrics]:
         """Joint PPO loss on a minibatch ``[N, B, T]``: Σ over tasks of the mean over envs."""
         traj, returns, advantages = batch
         # Centred per task, scaled by ONE standard deviation pooled over all tasks: a per-task
         # 1/σ_i would weight task i's share of every shared gradient (θ_0, the shared network)
         # by 1/σ_i and so optimise a reweighted objective. The same scale multiplies the
-        # regulariser and distillation, so the whole joint gradient is scaled alike.
+        # regulariser and distillation, so the whole joint gradient is scaled alike. In a
+        # curriculum the pool holds the tasks in the objective so far.
         centred = advantages - jnp.mean(advantages, axis=(1, 2), keepdims=True)
-        scale = 1.0 / (jnp.sqrt(jnp.mean(centred**2)) + 1e-8)
+        if task_weights is None:
+            variance = jnp.mean(centred**2)
+        else:
+            per_task = jnp.mean(centred**2, axis=(1, 2))
+            variance = jnp.sum(task_weights * per_task) / jnp.maximum(jnp.sum(task_weights), 1.0)
+        scale = 1.0 / (jnp.sqrt(variance) + 1e-8)
         pi, pi0, v_tm1, _ = policy_outputs(
             self.networks, params, hp, obs_stats, traj, final_values=False
         )
@@ -106,7 +117,7 @@ class PPO:
         loss, metrics = per_trajectory(
             pi, pi0, traj.action, traj.behaviour_log_prob, centred * scale, returns, v_tm1
         )
-        return joint_loss(loss, metrics)
+        return joint_loss(loss, metrics, task_weights)
 
     def update(
         self,
@@ -116,6 +127,7 @@ class PPO:
         obs_stats: RunningStats,
         traj: Transition,
         key: jax.Array,
+        task_weights: jax.Array | None = None,
     ) -> LearnerOutput:
         """``epochs`` × ``minibatches`` gradient steps on one rollout ``[N, E, T]``."""
         returns, advantages = self.targets(params, hp, obs_stats, traj)
@@ -128,7 +140,7 @@ class PPO:
 
         def minibatch(carry, batch: Minibatch):
             params, opt_state = carry
-            loss_fn = lambda p: self.minibatch_loss(p, hp, obs_stats, batch)
+            loss_fn = lambda p: self.minibatch_loss(p, hp, obs_stats, batch, task_weights)
             out = gradient_step(loss_fn, params, opt_state, self.optimizer, hp.learning_rate)
             return (out.params, out.opt_state), out.metrics
 
