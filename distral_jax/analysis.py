@@ -5,7 +5,12 @@ Curves are arrays ``[runs, evaluations, tasks]`` of returns measured at ``steps 
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
+import platform
+import shlex
+import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -56,6 +61,83 @@ def summarize_steps(values: np.ndarray) -> dict[str, float | int | None]:
     }
 
 
+@dataclasses.dataclass(frozen=True)
+class TaskBar:
+    """What a run must reach on each task, and a score that puts tasks on one scale.
+
+    ``score(R) = (R − floor) / (reference − floor)``: 0 at the floor, 1 at the reference; a task
+    is reached when its score is at least ``fraction`` (``R ≥ threshold``).
+
+    Attributes:
+      reference: ``[N]`` the optimal return (grid worlds) or a scripted controller's.
+      floor: ``[N]`` score 0 (no reward, or a uniformly random policy's return).
+      fraction: the bar as a score (0.9 of the optimum; 1.0 of a scripted controller).
+      describes: the bar in words, for reports.
+    """
+
+    reference: np.ndarray
+    floor: np.ndarray
+    fraction: float
+    describes: str
+
+    @property
+    def threshold(self) -> np.ndarray:
+        return self.floor + self.fraction * (self.reference - self.floor)
+
+    def score(self, returns: np.ndarray) -> np.ndarray:
+        """Returns ``[..., N]`` on the common scale."""
+        return (np.asarray(returns) - self.floor) / (self.reference - self.floor)
+
+
+def task_bar(env, episode_length: int) -> TaskBar:
+    """The bar of a grid world (90% of the exact optimum, floor 0) or of the point mass (its
+    scripted go-around controller's return, floor: random actions), for ``env``'s tasks (a
+    ``TaskSubset`` picks its tasks' entries by ``task_ids``)."""
+    ids = np.asarray(env.task_ids)
+    if hasattr(env, "optimal_returns"):
+        reference = np.asarray(env.optimal_returns(episode_length))[ids]
+        return TaskBar(reference, np.zeros_like(reference), 0.9, "90% of the optimal return")
+    if hasattr(env, "reference_returns"):
+        returns = lambda p: np.asarray(env.reference_returns(p, episode_length, 64))[ids]
+        return TaskBar(
+            returns("scripted"), returns("random"), 1.0, "the scripted controller's return"
+        )
+    raise ValueError(f"`env`: no reference return known for {type(env.unwrapped).__name__}")
+
+
+def area_under_curve(steps: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """Normalised area under learning curves: the mean score over the run, ``[R, E] -> [R]``
+    (trapezoids over ``steps``, divided by the steps covered)."""
+    steps = np.asarray(steps, np.float64)
+    scores = np.asarray(scores, np.float64)
+    if steps.size < 2:
+        return scores[:, -1]
+    widths = np.diff(steps)
+    heights = 0.5 * (scores[:, 1:] + scores[:, :-1])
+    return (heights * widths).sum(axis=1) / (steps[-1] - steps[0])
+
+
+def quartiles(values: np.ndarray) -> dict[str, float]:
+    """Median and quartiles of finite values, JSON-ready."""
+    q25, median, q75 = np.percentile(np.asarray(values, np.float64), [25, 50, 75])
+    return {"median": float(median), "q25": float(q25), "q75": float(q75)}
+
+
+def format_steps(s: Mapping | None) -> str:
+    """``summarize_steps``'s dict as "102k [76.8k, 128k] 7/8" (median [q25, q75] reached/runs)."""
+    if not s:
+        return "–"
+    if s.get("median") is None:
+        return f"never ({s['reached']}/{s['runs']})"
+    q75 = "never" if s.get("q75") is None else _short(s["q75"])
+    return f"{_short(s['median'])} [{_short(s['q25'])}, {q75}] {s['reached']}/{s['runs']}"
+
+
+def _short(x: float) -> str:
+    """A step count as 850, 13.2k, 102k or 1.5M."""
+    return f"{x:.0f}" if x < 1e3 else f"{x / 1e3:.3g}k" if x < 1e6 else f"{x / 1e6:.3g}M"
+
+
 def ratio(numerator: Mapping, denominator: Mapping) -> float | None:
     """Ratio of two ``summarize_steps`` medians; None when either never reached the bar."""
     a, b = numerator.get("median"), denominator.get("median")
@@ -81,6 +163,55 @@ def fresh_output_dir(path: str | Path) -> Path:
         print(f"earlier results in {path} moved to {backup}", flush=True)
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def run_record(wall_time_s: float | None = None) -> dict:
+    """What a results report needs to say how a study's numbers were produced.
+
+    Returns ``{"command", "date", "machine", "jax", "wall_time_s"}``: the command line as typed
+    from the repository root (the script's path relative to the working directory), the UTC
+    date, the processor, core count, memory and JAX device it ran on.
+    """
+    import jax  # noqa: PLC0415 (the record is made after training, when JAX is up anyway)
+
+    script = Path(sys.argv[0]).resolve()
+    try:
+        script = script.relative_to(Path.cwd().resolve())
+    except ValueError:  # launched from elsewhere: name it as from the repository root
+        script = Path(script.parent.name, script.name)
+    device = jax.devices()[0]
+    return {
+        "command": shlex.join(["python", script.as_posix(), *sys.argv[1:]]),
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "machine": {
+            "processor": _processor_name(),
+            "cores": os.cpu_count(),
+            "memory_gib": _memory_gib(),
+            "backend": jax.default_backend(),
+            "device": device.device_kind,
+            "devices": jax.device_count(),
+        },
+        "jax": jax.__version__,
+        "wall_time_s": wall_time_s,
+    }
+
+
+def _processor_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _memory_gib() -> float | None:
+    try:
+        pages = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+    return round(pages / 2**30, 1)
 
 
 def write_json(path: Path, payload: Mapping) -> None:

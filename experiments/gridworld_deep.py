@@ -212,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         print_table(name, summary["designs"][name])
     summary["wall_time_s"] = time.perf_counter() - start
+    summary["run"] = analysis.run_record(summary["wall_time_s"])
     analysis.write_json(Path(args.out) / "summary.json", summary)
     print(f"\nwrote {args.out}/summary.json and PNG plots in {summary['wall_time_s']:.0f} s")
     return 0

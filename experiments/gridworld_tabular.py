@@ -285,6 +285,7 @@ def main(argv=None) -> dict:
         "sampled": sampled,
         "seconds_total": time.perf_counter() - t_start,
     }
+    summary["run"] = analysis.run_record(summary["seconds_total"])
     with open(os.path.join(args.out, "summary.json"), "w") as f:
         json.dump(summary, f, indent=2)
     print(f"[done] {summary['seconds_total']:.1f}s")
