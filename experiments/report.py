@@ -324,6 +324,7 @@ def transfer_section(data: dict) -> str:
             )
             + "\n\n"
             + table(["ratio", "of medians", "per seed median", "q25", "q75", "seeds"], ratios)
+            + (f"\n\nRatios count {f['ratios_count']}." if "ratios_count" in f else "")
         )
     return "\n\n".join(parts)
 
@@ -427,7 +428,7 @@ def robustness_claim(found: list[Found]) -> str:
             verdicts.append(holds)
             rows.append(
                 [
-                    name,
+                    f"{name} ({f.name})" if f.name else name,
                     f"{d} {distral[d]:.2f}",
                     f"{b} {baseline[b]:.2f}",
                     "holds" if holds else "does not hold",
@@ -450,7 +451,8 @@ def transfer_claim(found: list[Found]) -> str:
             for pair, r in fam["ratios"].items():
                 ratio = r["ratio_of_medians"]
                 verdict = "n/a" if ratio is None else "faster" if ratio < 1 else "not faster"
-                rows.append([name, pair, num(ratio), *ratio_quartiles(r["per_seed"])[:3], verdict])
+                label = f"{name} ({f.name})" if f.name else name
+                rows.append([label, pair, num(ratio), *ratio_quartiles(r["per_seed"])[:3], verdict])
     return (
         "Median env steps to the bar on the held-out tasks, the frozen-π0 method's divided by the "
         "other's (below 1: the prior speeds learning).\n\n"

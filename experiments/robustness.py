@@ -126,7 +126,7 @@ def settings(variant: str, learning_rates, betas) -> dict[str, list[dict]]:
     }
 
 
-def run_family(name: str, args: Study, profile: dict) -> dict:
+def run_family(name: str, args: Study, profile: dict, out: Path) -> dict:
     env, base = make_family(name, profile["budget"], args.curriculum_delay)
     bar = analysis.task_bar(env, base.episode_length)
     rows = {
@@ -158,7 +158,6 @@ def run_family(name: str, args: Study, profile: dict) -> dict:
         table[row] = summarize_row(steps, greedy, grid, bar, base.task_start_steps)
         table[row]["compile_time_s"] = parts[0].compile_time_s
         table[row]["training_sps_of_its_program"] = parts[0].sps
-    out = Path(args.out)
     plot_sorted_scores(out / f"{name}_sorted_final.png", table, bar, name)
     analysis.plot_steps_bars(
         out / f"{name}_steps_to_bar.png",
@@ -282,8 +281,8 @@ class Study:
     """paired runs per setting (default: the profile's)"""
     curriculum_delay: float = 0.25
     """corridor_curriculum: the fraction of the budget after which the far goals start"""
-    out: str = "runs/robustness"
-    """output folder (an earlier one is moved aside)"""
+    out: str = ""
+    """output folder (default: runs/robustness/<profile>; an earlier one is moved aside)"""
     quiet: bool = False
     """no progress bars"""
 
@@ -312,14 +311,14 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     name, profile = args.resolved_profile()
     summary = {"args": cli.to_dict(args), "profile": name, "grid": profile, "families": {}}
-    analysis.fresh_output_dir(args.out)
+    out = analysis.fresh_output_dir(args.out or f"runs/robustness/{name}")
     for family in args.families:
-        summary["families"][family] = run_family(family, args, profile)
+        summary["families"][family] = run_family(family, args, profile, out)
         print_table(family, summary["families"][family])
     summary["wall_time_s"] = time.perf_counter() - start
     summary["run"] = analysis.run_record(summary["wall_time_s"])
-    analysis.write_json(Path(args.out) / "summary.json", summary)
-    print(f"\nwrote {args.out}/summary.json and PNG plots in {summary['wall_time_s']:.0f} s")
+    analysis.write_json(out / "summary.json", summary)
+    print(f"\nwrote {out}/summary.json and PNG plots in {summary['wall_time_s']:.0f} s")
     return 0
 
 

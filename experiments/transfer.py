@@ -19,8 +19,10 @@ states), by:
 
 Reported: env steps (held-out tasks together) until the greedy policies reach the bar on every
 held-out task (90% of the optimum in grid worlds, the scripted controller's return on the point
-mass), median and quartiles over seeds, and the ratios frozen-prior / scratch and frozen-prior /
-fine-tune: ratio of medians, and quartiles of the per-seed (paired) ratios.
+mass), median and quartiles over seeds (0: already at the bar before any update), and the
+ratios frozen-prior / scratch and frozen-prior / fine-tune: ratio of medians, and quartiles of
+the per-seed (paired) ratios. Ratios count one evaluation interval more than the steps, so that
+a zero-shot solution (0 steps) keeps them defined.
 
 The point mass runs without observation normalisation here: a frozen π_0 must see its inputs
 as it was trained on them, and the running statistics would drift under it.
@@ -69,11 +71,12 @@ PROFILES = {
     "small": dict(seeds=8, budget=0.5, heldout_budget=1.0),
     "full": dict(seeds=16, budget=1.0, heldout_budget=2.0),
 }
+# Short jitted calls: evaluations (at whole calls) must resolve the held-out tasks' progress.
 GRID = TrainConfig(
     beta=100.0,
     num_envs=16,
     unroll_length=10,
-    iterations_per_call=20,
+    iterations_per_call=10,
     total_env_steps=320_000,
     eval_every=12_800,
     eval_envs=8,
@@ -92,7 +95,7 @@ POINT_MASS = TrainConfig(
     learning_rate=1e-2,
     gamma=0.95,
     episode_length=100,
-    iterations_per_call=20,
+    iterations_per_call=5,
     total_env_steps=307_200,
     eval_every=12_800,
     eval_envs=8,
@@ -117,7 +120,7 @@ def scaled(config: TrainConfig, num_tasks: int, budget: float) -> TrainConfig:
     return config.replace(total_env_steps=calls * per_call, eval_every=eval_calls * per_call)
 
 
-def run_family(name: str, args: Study, profile: dict) -> dict:
+def run_family(name: str, args: Study, profile: dict, out: Path) -> dict:
     family, base, num_test = make_family(name)
     trained_on, held_out = split_tasks(family, num_test, seed=args.split_seed)
     seeds = profile["seeds"]
@@ -157,16 +160,22 @@ def run_family(name: str, args: Study, profile: dict) -> dict:
         steps_to_bar[method] = analysis.steps_to_threshold(steps, greedy, bar.threshold)
 
     table = {m: analysis.summarize_steps(steps_to_bar[m]) for m in args.methods}
+    # Ratios count the steps up to and including the first evaluation at the bar (steps + one
+    # evaluation interval): a task solved zero-shot, at the evaluation before any update,
+    # counts one interval instead of 0, so that ratios stay defined.
+    interval = float(steps[1] - steps[0])
+    counted = {m: steps_to_bar[m] + interval for m in args.methods}
     ratios = {
         f"{p}/{b}": {
-            "ratio_of_medians": analysis.ratio(table[p], table[b]),
-            "per_seed": paired_ratio_quartiles(steps_to_bar[p], steps_to_bar[b]),
+            "ratio_of_medians": analysis.ratio(
+                analysis.summarize_steps(counted[p]), analysis.summarize_steps(counted[b])
+            ),
+            "per_seed": paired_ratio_quartiles(counted[p], counted[b]),
         }
         for p in PRIORS
         for b in BASELINES
         if p in table and b in table
     }
-    out = Path(args.out)
     analysis.plot_learning_curves(
         out / f"{name}_heldout_curves.png",
         steps,
@@ -194,6 +203,7 @@ def run_family(name: str, args: Study, profile: dict) -> dict:
         },
         "steps_to_bar": table,
         "ratios": ratios,
+        "ratios_count": f"env steps to the bar + one evaluation interval ({interval:,.0f})",
         "eval_steps": steps,
         "median_curves": {m: np.median(c, axis=0) for m, c in curves.items()},
     }
@@ -264,8 +274,8 @@ class Study:
     """phase-2 methods compared (each is one compiled program)"""
     split_seed: int = 0
     """which tasks are held out"""
-    out: str = "runs/transfer"
-    """output folder (an earlier one is moved aside)"""
+    out: str = ""
+    """output folder (default: runs/transfer/<profile>; an earlier one is moved aside)"""
     quiet: bool = False
     """no progress bars"""
 
@@ -289,14 +299,14 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     name, profile = args.resolved_profile()
     summary = {"args": cli.to_dict(args), "profile": name, "families": {}}
-    analysis.fresh_output_dir(args.out)
+    out = analysis.fresh_output_dir(args.out or f"runs/transfer/{name}")
     for family in args.families:
-        summary["families"][family] = run_family(family, args, profile)
+        summary["families"][family] = run_family(family, args, profile, out)
         print_table(family, summary["families"][family])
     summary["wall_time_s"] = time.perf_counter() - start
     summary["run"] = analysis.run_record(summary["wall_time_s"])
-    analysis.write_json(Path(args.out) / "summary.json", summary)
-    print(f"\nwrote {args.out}/summary.json and PNG plots in {summary['wall_time_s']:.0f} s")
+    analysis.write_json(out / "summary.json", summary)
+    print(f"\nwrote {out}/summary.json and PNG plots in {summary['wall_time_s']:.0f} s")
     return 0
 
 
