@@ -12,7 +12,7 @@ import platform
 import shlex
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -212,6 +212,27 @@ def _memory_gib() -> float | None:
     except (AttributeError, ValueError, OSError):
         return None
     return round(pages / 2**30, 1)
+
+
+def run_families(
+    families: Sequence[str],
+    run_family: Callable[[str], dict],
+    print_table: Callable[[str, dict], None],
+    out: Path,
+    summary: dict,
+) -> dict:
+    """A study's loop: ``summary["families"][f] = run_family(f)`` for each family, printed as
+    it ends; then the wall time and ``run_record`` are added and ``out/summary.json`` written."""
+    start = time.perf_counter()
+    summary.setdefault("families", {})
+    for family in families:
+        summary["families"][family] = run_family(family)
+        print_table(family, summary["families"][family])
+    summary["wall_time_s"] = time.perf_counter() - start
+    summary["run"] = run_record(summary["wall_time_s"])
+    write_json(out / "summary.json", summary)
+    print(f"\nwrote {out}/summary.json and PNG plots in {summary['wall_time_s']:.0f} s")
+    return summary
 
 
 def write_json(path: Path, payload: Mapping) -> None:

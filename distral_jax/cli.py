@@ -312,6 +312,26 @@ class Persistence:
 
 
 @dataclasses.dataclass(frozen=True)
+class StudySize:
+    """Which of a study's sizes runs (``--tiny``, ``--small`` or ``--profile NAME``)."""
+
+    small: bool = False
+    """the CPU profile (about ten minutes on 2 cores): same as --profile small"""
+    tiny: bool = False
+    """a smoke test: same as --profile tiny"""
+    profile: Literal["tiny", "small", "full"] | None = None
+    """sizes and budget (default: full, or small/tiny with their flags)"""
+
+    def __post_init__(self):
+        if sum([self.small, self.tiny, self.profile is not None]) > 1:
+            raise ValueError("choose one of --small, --tiny and --profile")
+
+    @property
+    def name(self) -> str:
+        return self.profile or ("small" if self.small else "tiny" if self.tiny else "full")
+
+
+@dataclasses.dataclass(frozen=True)
 class Devices:
     """Which devices a run uses: one (default), a mesh of this host's, or several hosts'."""
 

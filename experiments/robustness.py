@@ -33,11 +33,11 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import time
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
+import tyro
 
 from distral_jax import analysis, cli, sweeps
 from distral_jax.configs import VARIANTS, TrainConfig
@@ -267,12 +267,8 @@ class Study:
     """task families (grid worlds with A2C, the point mass with PPO)"""
     variants: tuple[Variant, ...] = tuple(VARIANTS)
     """the variants compared"""
-    small: bool = False
-    """the CPU profile (about ten minutes on 2 cores): same as --profile small"""
-    tiny: bool = False
-    """a smoke test of a few seconds per program: same as --profile tiny"""
-    profile: Literal["tiny", "small", "full"] | None = None
-    """grid, seeds and budget (default: full, or small/tiny with their flags)"""
+    size: Annotated[cli.StudySize, tyro.conf.OmitArgPrefixes] = cli.StudySize()
+    """--tiny, --small (about ten minutes on a 2-core CPU) or --profile"""
     learning_rates: tuple[float, ...] = ()
     """learning rates of the grid (default: the profile's)"""
     betas: tuple[float, ...] = ()
@@ -287,8 +283,6 @@ class Study:
     """no progress bars"""
 
     def __post_init__(self):
-        if sum([self.small, self.tiny, self.profile is not None]) > 1:
-            raise ValueError("choose one of --small, --tiny and --profile")
         if self.seeds < 0:
             raise ValueError(f"`seeds` must be >= 1 (0: the profile's), got {self.seeds}")
         if any(lr <= 0 for lr in self.learning_rates) or any(b <= 0 for b in self.betas):
@@ -297,7 +291,7 @@ class Study:
             raise ValueError(f"`curriculum_delay` must be in [0, 1), got {self.curriculum_delay}")
 
     def resolved_profile(self) -> tuple[str, dict]:
-        name = self.profile or ("small" if self.small else "tiny" if self.tiny else "full")
+        name = self.size.name
         profile = dict(PROFILES[name])
         for field in ("learning_rates", "betas", "seeds"):
             if getattr(self, field):
@@ -308,17 +302,15 @@ class Study:
 def main(argv: list[str] | None = None) -> int:
     args = cli.parse(Study, argv)
     cli.enable_compilation_cache()
-    start = time.perf_counter()
     name, profile = args.resolved_profile()
-    summary = {"args": cli.to_dict(args), "profile": name, "grid": profile, "families": {}}
     out = analysis.fresh_output_dir(args.out or f"runs/robustness/{name}")
-    for family in args.families:
-        summary["families"][family] = run_family(family, args, profile, out)
-        print_table(family, summary["families"][family])
-    summary["wall_time_s"] = time.perf_counter() - start
-    summary["run"] = analysis.run_record(summary["wall_time_s"])
-    analysis.write_json(out / "summary.json", summary)
-    print(f"\nwrote {out}/summary.json and PNG plots in {summary['wall_time_s']:.0f} s")
+    analysis.run_families(
+        args.families,
+        lambda family: run_family(family, args, profile, out),
+        print_table,
+        out,
+        {"args": cli.to_dict(args), "profile": name, "grid": profile},
+    )
     return 0
 
 

@@ -35,11 +35,11 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-import time
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
+import tyro
 
 from distral_jax import analysis, cli, sweeps
 from distral_jax.configs import TrainConfig
@@ -243,8 +243,8 @@ def print_table(name: str, family: dict) -> None:
 
 
 def format_ratio(r: dict) -> str:
-    """ "ratio of medians 0.52; per seed 0.50 [0.31, 0.80] (8 seeds)", with n/a where undefined
-    (a median never reached) and ∞ where the prior's run never reached the bar."""
+    """A ratio entry as text, e.g. "ratio of medians 0.52; per seed 0.50 [0.31, 0.80] (8 seeds)";
+    n/a where undefined (a median never reached), ∞ where the prior's run never got there."""
     q = r["per_seed"]
     if q["runs"] == 0:
         return "n/a (neither reached the bar on any seed)"
@@ -262,12 +262,8 @@ class Study:
 
     families: tuple[FamilyName, ...] = ("corridor", "two_rooms", "point_mass")
     """task families (grid worlds with A2C, the point mass with PPO)"""
-    small: bool = False
-    """the CPU profile (about ten minutes on 2 cores): same as --profile small"""
-    tiny: bool = False
-    """a smoke test: same as --profile tiny"""
-    profile: Literal["tiny", "small", "full"] | None = None
-    """seeds and budget (default: full, or small/tiny with their flags)"""
+    size: Annotated[cli.StudySize, tyro.conf.OmitArgPrefixes] = cli.StudySize()
+    """--tiny, --small (about ten minutes on a 2-core CPU) or --profile"""
     seeds: int = 0
     """paired runs per method (default: the profile's)"""
     methods: tuple[Method, ...] = tuple(METHODS)
@@ -280,13 +276,11 @@ class Study:
     """no progress bars"""
 
     def __post_init__(self):
-        if sum([self.small, self.tiny, self.profile is not None]) > 1:
-            raise ValueError("choose one of --small, --tiny and --profile")
         if self.seeds < 0:
             raise ValueError(f"`seeds` must be >= 1 (0: the profile's), got {self.seeds}")
 
     def resolved_profile(self) -> tuple[str, dict]:
-        name = self.profile or ("small" if self.small else "tiny" if self.tiny else "full")
+        name = self.size.name
         profile = dict(PROFILES[name])
         if self.seeds:
             profile["seeds"] = self.seeds
@@ -296,17 +290,15 @@ class Study:
 def main(argv: list[str] | None = None) -> int:
     args = cli.parse(Study, argv)
     cli.enable_compilation_cache()
-    start = time.perf_counter()
     name, profile = args.resolved_profile()
-    summary = {"args": cli.to_dict(args), "profile": name, "families": {}}
     out = analysis.fresh_output_dir(args.out or f"runs/transfer/{name}")
-    for family in args.families:
-        summary["families"][family] = run_family(family, args, profile, out)
-        print_table(family, summary["families"][family])
-    summary["wall_time_s"] = time.perf_counter() - start
-    summary["run"] = analysis.run_record(summary["wall_time_s"])
-    analysis.write_json(out / "summary.json", summary)
-    print(f"\nwrote {out}/summary.json and PNG plots in {summary['wall_time_s']:.0f} s")
+    analysis.run_families(
+        args.families,
+        lambda family: run_family(family, args, profile, out),
+        print_table,
+        out,
+        {"args": cli.to_dict(args), "profile": name},
+    )
     return 0
 
 
