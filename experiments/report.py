@@ -36,6 +36,8 @@ class Report:
     """the markdown page to write"""
     figures: str = "docs/results"
     """where the PNGs are copied (linked relative to --out)"""
+    notes: str = str(Path(__file__).with_name("results_notes.md"))
+    """hand-written reasons under each claim: its sections "## 1", "## 2", "## 3" (optional)"""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -472,8 +474,18 @@ CLAIMS: list[Claim] = [
 ]  # fmt: skip
 
 
-def claims(summaries: Mapping[str, list[Found]]) -> str:
-    """The claims section: each claim's measurement, or how to measure it."""
+def read_notes(path: Path) -> dict[str, str]:
+    """Sections of the notes file by heading: "## 2" -> the text under it (none if absent)."""
+    if not path.is_file():
+        return {}
+    sections = re.split(r"^## +(\S+)[^\n]*\n", path.read_text(), flags=re.M)
+    return {key: text.strip() for key, text in zip(sections[1::2], sections[2::2], strict=True)}
+
+
+def claims(summaries: Mapping[str, list[Found]], notes: Mapping[str, str] | None = None) -> str:
+    """The claims section: each claim's measurement (or how to measure it) and, from the notes,
+    why it comes out as it does."""
+    notes = notes or {}
     commands = {s.key: s.command for s in SECTIONS}
     parts = ["## Claims"]
     for c in CLAIMS:
@@ -487,7 +499,8 @@ def claims(summaries: Mapping[str, list[Found]]) -> str:
                 body = c.measure(found)
             except KeyError as error:
                 body = f"(not summarised: a summary lacks the key {error}; rerun the study)"
-        parts.append(f"### {c.text}\n\n{body}")
+        why = notes.get(c.text.split(".")[0])
+        parts.append(f"### {c.text}\n\n{body}" + (f"\n\n{why}" if why else ""))
     return "\n\n".join(parts)
 
 
@@ -539,7 +552,7 @@ def main(argv: list[str] | None = None) -> int:
         "# Results",
         "Written by `python experiments/report.py` from the studies' outputs under `runs/`; "
         "rerun it after a study instead of editing this page.",
-        claims(summaries),
+        claims(summaries, read_notes(Path(args.notes))),
         *(render_section(s, summaries[s.key], args) for s in SECTIONS),
     ]
     out = Path(args.out)

@@ -142,8 +142,10 @@ def page(tmp_path, report):
     write_summary(brax / "point_mass-20300101-120000", brax_summary("python OLD.py"))  # a backup
     write_summary(runs / "minigrid_multitask" / "XLand-MiniGrid-R1-9x9-lstm", minigrid_summary())
     out = tmp_path / "docs" / "results.md"
+    notes = tmp_path / "notes.md"
+    notes.write_text("# Notes\n\n## 1\n\nWhy one: the reason.\n\n## 3 transfer\n\nWhy three.\n")
     argv = ["--runs", str(runs), "--out", str(out), "--figures", str(tmp_path / "docs" / "results")]
-    assert report.main(argv) == 0
+    assert report.main([*argv, "--notes", str(notes)]) == 0
     return tmp_path, out.read_text()
 
 
@@ -195,6 +197,10 @@ def test_claims(page):
     assert "corridor: 0 of 0 measured ratios below 1 (2 unmeasured" in claims
     assert "not measured yet: run `python experiments/robustness.py`" in claims
     assert "not measured yet: run `python experiments/transfer.py`" in claims
+    # The notes' reasons follow their claims; a claim without notes gets none.
+    one, two, three = claims.split("\n### ")[1:]
+    assert one.endswith("Why one: the reason.\n") and three.endswith("Why three.\n")
+    assert "Why" not in two
 
 
 def test_tabular_quartiles_from_per_seed_steps(tmp_path, report):
