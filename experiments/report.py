@@ -263,7 +263,7 @@ def robustness_section(data: dict) -> str:
                 ]
             )
         text = (
-            f"### {name}\n\nBar: {f['bar']} on every task. Score: return / reference "
+            f"#### {name}\n\nBar: {f['bar']} on every task. Score: return / reference "
             "(grid worlds), (return − random) / (scripted − random) (point mass).\n\n"
             + table(
                 [
@@ -318,7 +318,7 @@ def transfer_section(data: dict) -> str:
             for pair, r in f["ratios"].items()
         ]
         parts.append(
-            f"### {name}\n\nTrained on tasks {f['trained_on']}, held out {f['held_out']}; bar: "
+            f"#### {name}\n\nTrained on tasks {f['trained_on']}, held out {f['held_out']}; bar: "
             f"{f['bar']} on every held-out task. Phase-1 final score (median): {teachers}.\n\n"
             + table(
                 ["method", "env steps to the bar (held-out tasks)"],
@@ -452,7 +452,12 @@ def transfer_claim(found: list[Found]) -> str:
         for name, fam in f.data["families"].items():
             for pair, r in fam["ratios"].items():
                 ratio = r["ratio_of_medians"]
-                verdict = "n/a" if ratio is None else "faster" if ratio < 1 else "not faster"
+                # Without a ratio of medians (one median never reached), the paired ratios say.
+                x = ratio if ratio is not None else r["per_seed"]["median"]
+                none = "n/a" if r["per_seed"]["runs"] == 0 else "slower"  # None per seed: ∞
+                verdict = (
+                    none if x is None else "faster" if x < 1 else "as fast" if x == 1 else "slower"
+                )
                 label = f"{name} ({f.name})" if f.name else name
                 rows.append([label, pair, num(ratio), *ratio_quartiles(r["per_seed"])[:3], verdict])
     return (
