@@ -31,10 +31,10 @@ def _run(script: str, *flags: str, cwd: Path) -> None:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("studies")
-    families = ("corridor_curriculum", "point_mass")
+    # One family (the curriculum) keeps CI short; the point mass's bar is tested in test_analysis.
     _run(
         "robustness.py",
-        *("--families", *families, "--variants", "a3c", "distral_klent_2col"),
+        *("--families", "corridor_curriculum", "--variants", "a3c", "distral_klent_2col"),
         *("--out", str(root / "runs" / "robustness")),
         cwd=root,
     )
@@ -53,7 +53,7 @@ def test_robustness_reports_every_row_of_the_grid(runs):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["profile"] == "tiny"
     assert summary["run"]["command"].startswith("python ")
-    assert set(summary["families"]) == {"corridor_curriculum", "point_mass"}
+    assert set(summary["families"]) == {"corridor_curriculum"}
     for name, family in summary["families"].items():
         rows = family["variants"]
         assert set(rows) == {"a3c", "a3c (matched entropy)", "distral_klent_2col"}
