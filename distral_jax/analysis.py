@@ -84,6 +84,11 @@ class TaskBar:
     def threshold(self) -> np.ndarray:
         return self.floor + self.fraction * (self.reference - self.floor)
 
+    def of_tasks(self, task_ids) -> TaskBar:
+        """The bar of some of the tasks, by index."""
+        ids = np.asarray(task_ids)
+        return dataclasses.replace(self, reference=self.reference[ids], floor=self.floor[ids])
+
     def score(self, returns: np.ndarray) -> np.ndarray:
         """Returns ``[..., N]`` on the common scale."""
         return (np.asarray(returns) - self.floor) / (self.reference - self.floor)
@@ -93,15 +98,17 @@ def task_bar(env, episode_length: int) -> TaskBar:
     """The bar of a grid world (90% of the exact optimum, floor 0) or of the point mass (its
     scripted go-around controller's return, floor: random actions), for ``env``'s tasks (a
     ``TaskSubset`` picks its tasks' entries by ``task_ids``)."""
-    ids = np.asarray(env.task_ids)
+    # The families' helpers describe all tasks of the family a subset was drawn from.
     if hasattr(env, "optimal_returns"):
-        reference = np.asarray(env.optimal_returns(episode_length))[ids]
-        return TaskBar(reference, np.zeros_like(reference), 0.9, "90% of the optimal return")
+        reference = np.asarray(env.optimal_returns(episode_length))
+        bar = TaskBar(reference, np.zeros_like(reference), 0.9, "90% of the optimal return")
+        return bar.of_tasks(env.task_ids)
     if hasattr(env, "reference_returns"):
-        returns = lambda p: np.asarray(env.reference_returns(p, episode_length, 64))[ids]
-        return TaskBar(
+        returns = lambda p: np.asarray(env.reference_returns(p, episode_length, 64))
+        bar = TaskBar(
             returns("scripted"), returns("random"), 1.0, "the scripted controller's return"
         )
+        return bar.of_tasks(env.task_ids)
     raise ValueError(f"`env`: no reference return known for {type(env.unwrapped).__name__}")
 
 

@@ -56,14 +56,11 @@ class VariantResult:
     policy_params: object = None
 
 
-def group_by_architecture(variants: Sequence[str]) -> dict[str, list[str]]:
+def check_variants(variants: Sequence[str]) -> None:
+    """A named error for preset names that do not exist."""
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         raise ValueError(f"`variants`: unknown {unknown}; choose from {sorted(VARIANTS)}")
-    groups: dict[str, list[str]] = {}
-    for v in variants:
-        groups.setdefault(VARIANTS[v].architecture, []).append(v)
-    return groups
 
 
 _TRACED_FIELDS = ("beta", "learning_rate", "gamma", "lambda_", "value_coef", "distill_coef")
@@ -106,7 +103,7 @@ def train_variants(
     Returns:
       variant -> ``VariantResult``.
     """
-    group_by_architecture(variants)  # named error for an unknown variant
+    check_variants(variants)
     return train_configs(env, {v: config.replace(variant=v) for v in variants}, seeds, **kwargs)
 
 

@@ -177,9 +177,8 @@ def train(
             signature["initial_params"] = _digest(compiled.state.params)
             if checkpoints is not None:
                 resume_step = checkpoints.check_run(signature)
-        loop = _HostLoop(trainer, compiled, num_runs, progress_fn, show_progress)
-        if explicit_keys:
-            loop.pair_evaluations(keys)
+        run_keys = keys if explicit_keys else None  # given keys pair the evaluations too
+        loop = _HostLoop(trainer, compiled, num_runs, progress_fn, show_progress, run_keys)
         if resume_step is not None:
             state, host = checkpoints.restore(resume_step, compiled.state)
             jax.tree_util.tree_map(lambda a: a.delete(), compiled.state)  # one copy in memory
@@ -237,6 +236,7 @@ class _HostLoop:
         num_runs: int,
         progress_fn: ProgressFn | None,
         show_progress: bool,
+        run_keys: jax.Array | None = None,
     ):
         config = trainer.config
         self.config = config
@@ -249,17 +249,14 @@ class _HostLoop:
         self.num_calls = max(1, math.ceil(config.total_env_steps / self.steps_per_call))
         self.eval_every_calls = max(1, round(config.eval_every / self.steps_per_call))
         self.squeeze = (lambda x: x[0]) if num_runs == 1 else (lambda x: x)
-        self.run_keys = None
+        # With runs' own keys, evaluation keys come from each run's key and the evaluation's
+        # index, so that runs given the same key (paired seeds) see the same episodes.
+        self.run_keys = None if run_keys is None else jnp.asarray(run_keys)
         eval_key = np.asarray(jax.random.PRNGKey(config.seed + 10_000))
         self.host = HostState(env_steps=0, calls=0, eval_key=eval_key, train_time_s=0.0, history=[])
         # One bar per job, not per process.
         enabled = show_progress and jax.process_index() == 0
         self.bar = _progress_bar(self.num_calls * self.steps_per_call, enabled)
-
-    def pair_evaluations(self, run_keys: jax.Array) -> None:
-        """Evaluation keys from each run's own key and the evaluation's index, so that runs
-        given the same key (paired seeds) are also evaluated on the same episodes."""
-        self.run_keys = jnp.asarray(run_keys)
 
     def resume(self, state: TrainState, host: HostState) -> None:
         self.state, self.host = state, host

@@ -132,7 +132,8 @@ def run_family(name: str, args: Study, profile: dict, out: Path) -> dict:
     teachers = sweeps.train_variants(
         trained_on, phase1, needed, seeds, show_progress=not args.quiet, log=log
     )
-    bar = analysis.task_bar(held_out, base.episode_length)
+    family_bar = analysis.task_bar(family, base.episode_length)  # computed once for both sets
+    bar = family_bar.of_tasks(held_out.task_ids)
     phase2 = scaled(base, held_out.num_tasks, profile["heldout_budget"])
     phase2 = phase2.replace(seed=base.seed + 1)
     keys = sweeps.paired_keys(phase2.seed, seeds, 1)
@@ -188,7 +189,7 @@ def run_family(name: str, args: Study, profile: dict, out: Path) -> dict:
         table,
         title=f"{name}: env steps to {bar.describes} on every held-out task",
     )
-    teacher_bar = analysis.task_bar(trained_on, base.episode_length)
+    teacher_bar = family_bar.of_tasks(trained_on.task_ids)
     return {
         "seeds": seeds,
         "trained_on": trained_on.task_ids,
