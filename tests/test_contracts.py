@@ -26,6 +26,11 @@ class WrongObservationSize(MultiTaskBandit):
     observation_size = property(lambda self: 2)
 
 
+class WrongImageShape(MultiTaskBandit):
+    observation_size = property(lambda self: 4)
+    observation_shape = property(lambda self: (2, 2, 1))
+
+
 class VectorReward(MultiTaskBandit):
     def step(self, state, action, task):
         return state.replace(reward=jnp.zeros(3), done=jnp.ones(()))
@@ -55,7 +60,12 @@ class ZeroActions(MultiTaskBandit):
 FAMILY_ERRORS = [
     (
         WrongObservationSize,
-        "WrongObservationSize.reset: `obs` has shape (1,) but observation_shape",
+        # The family set observation_size only: the message names that attribute.
+        "WrongObservationSize.reset: `obs` has shape (1,) but observation_size says 2",
+    ),
+    (
+        WrongImageShape,
+        "WrongImageShape.reset: `obs` has shape (1,) but observation_shape says (2, 2, 1)",
     ),
     (VectorReward, "VectorReward.step: `reward` must be a scalar, got shape (3,)"),
     (ListTasks, "ListTasks.tasks: `tasks()[0]` must be an array with leading axis num_tasks=2"),

@@ -67,13 +67,13 @@ def check_family(env: TaskFamily) -> None:
 
     state = jax.eval_shape(env.reset, jax.random.PRNGKey(0), task)
     shape = _observation_shape(fail, env)
-    _check_state(fail, "reset", state, shape)
+    _check_state(fail, "reset", env, state, shape)
     if env.discrete:
         action = jax.ShapeDtypeStruct((), jnp.int32)
     else:
         action = jax.ShapeDtypeStruct((env.action_size,), jnp.float32)
     stepped = jax.eval_shape(env.step, state, action, task)
-    _check_state(fail, "step", stepped, shape)
+    _check_state(fail, "step", env, stepped, shape)
 
     before = _leaf_specs(state)
     after = _leaf_specs(stepped)
@@ -110,14 +110,21 @@ def _observation_shape(fail, env: TaskFamily) -> tuple[int, ...]:
     return shape
 
 
-def _check_state(fail, method: str, state, shape: tuple[int, ...]) -> None:
+def declared(env: TaskFamily, shape: tuple[int, ...]) -> str:
+    """What the family declared about its observations, in the attribute it set: a family that
+    only sets ``observation_size`` is told about ``observation_size``."""
+    own_shape = type(env.unwrapped).observation_shape is not TaskFamily.observation_shape
+    if own_shape or len(shape) != 1:
+        return f"observation_shape says {shape}"
+    return f"observation_size says {shape[0]}"
+
+
+def _check_state(fail, method: str, env: TaskFamily, state, shape: tuple[int, ...]) -> None:
     for field in ("obs", "reward", "done"):
         if not hasattr(state, field):
             fail(method, field, "is missing: return a distral_jax.envs.base.State")
     if tuple(state.obs.shape) != shape:
-        fail(
-            method, "obs", f"has shape {tuple(state.obs.shape)} but observation_shape says {shape}"
-        )
+        fail(method, "obs", f"has shape {tuple(state.obs.shape)} but {declared(env, shape)}")
     for field in ("reward", "done"):
         value = getattr(state, field)
         if tuple(value.shape) != ():
