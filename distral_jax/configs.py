@@ -204,6 +204,12 @@ class TrainConfig:
       ppo_epochs: PPO's passes over each rollout.
       ppo_minibatches: PPO's minibatches per pass (a divisor of ``num_envs``).
       ppo_clip: PPO's clipping ε, in (0, 1).
+      ppo_normalize_advantages: divide PPO's advantages (and its regulariser and distillation)
+        by one scale κ = 1/σ pooled over the tasks, σ from the previous rollout. Off by default:
+        under Adam a positive factor on the policy loss changes nothing but how often the
+        gradient-norm clip binds, and with unit-scale advantages it binds on most updates,
+        which moves the fixed point (β about 4 % smaller on the bandit, tanh-Gaussian policies
+        13–15 % too wide at one epoch; docs/maths.md §6).
       normalize_observations: running mean/std normalisation of observations (shared by tasks).
       seed: PRNG seed.
       checkpoint_every: env steps between checkpoints when ``train`` is given a checkpoint
@@ -239,6 +245,7 @@ class TrainConfig:
     ppo_epochs: int = 4
     ppo_minibatches: int = 4
     ppo_clip: float = 0.2
+    ppo_normalize_advantages: bool = False
     normalize_observations: bool = False
     seed: int = 0
     checkpoint_every: int = 1_000_000

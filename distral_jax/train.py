@@ -31,6 +31,7 @@ from distral_jax.configs import Hyperparams, TrainConfig
 from distral_jax.envs.base import TaskFamily
 from distral_jax.learners.base import Metrics
 from distral_jax.networks import DistralParams
+from distral_jax.normalization import RunningStats
 from distral_jax.trainer import CompiledRun, Trainer, TrainState, runs_hparams
 
 ProgressFn = Callable[[int, Metrics], None]
@@ -101,6 +102,7 @@ def train(
     mesh: Mesh | None = None,
     keys: jax.Array | None = None,
     initial_params: Callable[[DistralParams], DistralParams] | None = None,
+    initial_obs_stats: RunningStats | None = None,
 ) -> tuple[Callable[..., acting.Policy], PolicyParams, Metrics]:
     """Trains Distral (or a baseline) on a task family; Brax's ``train`` convention.
 
@@ -135,6 +137,11 @@ def train(
       initial_params: maps the freshly initialised parameters (``DistralParams`` with a leading
         ``[num_runs]`` axis) to those training starts from, e.g. a trained θ_0 for transfer
         (with ``config.freeze_prior`` it stays fixed). It must keep every leaf's shape and dtype.
+      initial_obs_stats: the observation statistics to start from (a ``RunningStats``, e.g. the
+        donor run's ``policy_params.obs_stats``; a leading ``[num_runs]`` axis or none, then
+        shared by every run), with ``config.normalize_observations``. Needed with
+        ``config.freeze_prior``: the statistics are then held fixed, because the frozen π_0
+        reads its inputs through them and must act exactly as it did in its donor run.
     Returns:
       ``(make_policy, policy_params, metrics)``: ``make_policy(policy_params,
       deterministic=False, prior=False)`` gives ``policy(obs [N, ..., O], key) -> action``;
@@ -149,6 +156,7 @@ def train(
     if isinstance(num_runs, bool) or not isinstance(num_runs, (int, np.integer)) or num_runs < 1:
         raise ValueError(f"`num_runs` must be a positive integer, got {num_runs!r}")
     explicit_keys = keys is not None
+    _check_initial_obs_stats(config, initial_obs_stats)
     trainer = Trainer(env, config)
     sharding.check_mesh(mesh, num_runs, trainer.num_tasks)
     if jax.process_count() > 1 and (mesh is None or mesh.devices.size != len(jax.devices())):
@@ -168,15 +176,19 @@ def train(
     checkpoints, resume_step = None, None
     if checkpoint_dir is not None:
         checkpoints = RunCheckpoints(checkpoint_dir, keep=config.keep_checkpoints)
-        if initial_params is None:  # else checked once the starting parameters are known
+        if initial_params is None and initial_obs_stats is None:  # else checked once known
             resume_step = checkpoints.check_run(signature)
     try:
         compiled = trainer.compile(keys, hparams, mesh)
         if initial_params is not None:
             compiled = compiled._replace(state=_start_from(compiled.state, initial_params))
             signature["initial_params"] = _digest(compiled.state.params)
-            if checkpoints is not None:
-                resume_step = checkpoints.check_run(signature)
+        if initial_obs_stats is not None:
+            state = _start_from_stats(compiled.state, initial_obs_stats)
+            compiled = compiled._replace(state=state)
+            signature["initial_obs_stats"] = _digest(compiled.state.obs_stats)
+        if checkpoints is not None and resume_step is None:
+            resume_step = checkpoints.check_run(signature)
         run_keys = keys if explicit_keys else None  # given keys pair the evaluations too
         loop = _HostLoop(trainer, compiled, num_runs, progress_fn, show_progress, run_keys)
         if resume_step is not None:
@@ -214,6 +226,46 @@ def _start_from(state: TrainState, initial_params) -> TrainState:
     )
     # Adam's moments start at zero whatever the parameters are: the optimiser state is kept.
     return state.replace(params=sharded)
+
+
+def _check_initial_obs_stats(config: TrainConfig, stats: RunningStats | None) -> None:
+    """Named errors for ``initial_obs_stats`` that cannot be honoured."""
+    if stats is not None and not config.normalize_observations:
+        raise ValueError(
+            "`initial_obs_stats` is only read with `normalize_observations=True` (the networks "
+            "see raw observations otherwise)"
+        )
+    if stats is not None and not isinstance(stats, RunningStats):
+        raise ValueError(
+            f"`initial_obs_stats` must be a RunningStats (e.g. a run's policy_params.obs_stats), "
+            f"got {type(stats).__name__}"
+        )
+    if config.freeze_prior and config.normalize_observations and stats is None:
+        raise ValueError(
+            "`initial_obs_stats` is needed with `freeze_prior=True` and "
+            "`normalize_observations=True`: the frozen π_0 reads normalised observations, so "
+            "the statistics are held fixed at those of the run it was trained in (pass that "
+            "run's policy_params.obs_stats)"
+        )
+
+
+def _start_from_stats(state: TrainState, stats: RunningStats) -> TrainState:
+    """The state with observation statistics ``stats`` (broadcast over runs), shapes checked."""
+    current = state.obs_stats
+    num_runs = current.count.shape[0]
+    copied = {}
+    for name in ("mean", "var", "count"):
+        new, old = np.asarray(getattr(stats, name), np.float32), getattr(current, name)
+        if new.shape == old.shape[1:]:
+            new = np.broadcast_to(new, old.shape)
+        if new.shape != old.shape:
+            raise ValueError(
+                f"`initial_obs_stats.{name}` has shape {list(new.shape)}; expected "
+                f"{list(old.shape[1:])} (or {list(old.shape)} with the run axis of "
+                f"{num_runs} runs)"
+            )
+        copied[name] = jax.device_put(jnp.array(new, copy=True), old.sharding)
+    return state.replace(obs_stats=RunningStats(**copied))
 
 
 def _digest(tree) -> str:

@@ -50,6 +50,8 @@ class TrainState:
     Attributes:
       params: all network parameters (θ_0, stacked θ_i, stacked values).
       opt_state: optimiser state.
+      learner_state: what the learner carries between updates (``Learner.init_state``; PPO:
+        the last rollout's advantage statistics; ``()`` for A2C).
       hparams: traced numeric hyperparameters.
       obs_stats: running observation statistics (unused when normalisation is off).
       env_state: environment states ``[N, E]``.
@@ -61,6 +63,7 @@ class TrainState:
 
     params: DistralParams
     opt_state: optax.OptState
+    learner_state: Any
     hparams: Hyperparams
     obs_stats: RunningStats
     env_state: State
@@ -170,6 +173,7 @@ class Trainer:
         return TrainState(
             params=params,
             opt_state=self.optimizer.init(params),
+            learner_state=self.learner.init_state(self.num_tasks),
             hparams=hparams,
             obs_stats=RunningStats.create(self.family.observation_shape),
             env_state=batch_reset(self.env, env_keys, tasks),
@@ -194,6 +198,7 @@ class Trainer:
         )
         # The update sees the statistics the rollout acted with (PPO's ratios start at 1); the
         # new observations are folded in for the next rollout.
+        task_weights = self.task_weights(state.iteration)
         out = self.learner.update(
             state.params,
             state.opt_state,
@@ -201,15 +206,14 @@ class Trainer:
             state.obs_stats,
             traj,
             update_key,
-            self.task_weights(state.iteration),
+            task_weights,
+            state.learner_state,
         )
-        obs_stats = state.obs_stats
-        if self.config.normalize_observations:
-            obs_stats = obs_stats.update(traj.obs)
         new_state = state.replace(
             params=out.params,
             opt_state=out.opt_state,
-            obs_stats=obs_stats,
+            learner_state=out.learner_state,
+            obs_stats=self.update_obs_stats(state.obs_stats, traj.obs, task_weights),
             env_state=env_state,
             core_state=core_state,
             key=key,
@@ -217,17 +221,31 @@ class Trainer:
         )
         return new_state, {**out.metrics, **episode_sums(traj)}
 
+    def update_obs_stats(
+        self, obs_stats: RunningStats, obs: jax.Array, task_weights: jax.Array | None
+    ) -> RunningStats:
+        """The statistics after a rollout's observations ``[N, E, T, ...]``.
+
+        Only tasks in the objective are folded in: a task of weight 0 (not yet started) moves
+        nothing. With ``freeze_prior`` they stay as they are, because the frozen π_0 reads its
+        inputs through them and must act exactly as it did (``train(..., initial_obs_stats=)``
+        gives its donor's).
+        """
+        if not self.config.normalize_observations or self.config.freeze_prior:
+            return obs_stats
+        return obs_stats.update(obs, task_weights)
+
     def run(self, state: TrainState) -> tuple[TrainState, Metrics]:
         """``config.iterations_per_call`` iterations; per-task metrics ``[N]`` for the chunk.
 
         Besides the chunk's metrics, ``first_nonfinite_update`` (a scalar) is the index within
         the chunk of the first update after which a parameter, optimiser moment or observation
-        statistic was NaN or infinite, -1 if none.
+        statistic (or the learner's state) was NaN or infinite, -1 if none.
         """
 
         def step(s, _):
             s, metrics = self.iteration(s)
-            learned = (s.params, s.opt_state, s.obs_stats)
+            learned = (s.params, s.opt_state, s.learner_state, s.obs_stats)
             finite = jnp.all(
                 jnp.stack(
                     [
@@ -297,6 +315,8 @@ class Trainer:
         return TrainState(
             params=params_sharding(state.params),
             opt_state=opt_state,
+            # Small per-task summaries at most (PPO's [N] mean squares): replicated.
+            learner_state=per_run(state.learner_state),
             hparams=per_run(state.hparams),
             obs_stats=per_run(state.obs_stats),
             env_state=sharding.tree_sharding(mesh, state.env_state, per_task=True),

@@ -48,6 +48,7 @@ NON_DEFAULT = dict(
     ppo_epochs=2,
     ppo_minibatches=2,
     ppo_clip=0.3,
+    ppo_normalize_advantages=True,
     normalize_observations=True,
     seed=7,
     checkpoint_every=12_345,

@@ -32,5 +32,6 @@ def make_learner(
             epochs=config.ppo_epochs,
             minibatches=config.ppo_minibatches,
             clip=config.ppo_clip,
+            normalize_advantages=config.ppo_normalize_advantages,
         )
     return A2C(networks, optimizer, regularizer=config.regularizer)

@@ -66,6 +66,11 @@ class A2C:
         per_trajectory = map_trajectories(loss_fn, pi, pi0, v_tm1, v_t, traj)
         return joint_loss(*per_trajectory, task_weights)
 
+    def init_state(self, num_tasks: int) -> tuple:
+        """A2C carries nothing between updates."""
+        del num_tasks
+        return ()
+
     def update(
         self,
         params: DistralParams,
@@ -75,8 +80,11 @@ class A2C:
         traj: Transition,
         key: jax.Array,
         task_weights: jax.Array | None = None,
+        learner_state: tuple = (),
     ) -> LearnerOutput:
         """One gradient step on a batch of trajectories ``[N, E, T]`` (``key`` is unused)."""
         del key
         loss_fn = lambda p: self.loss(p, hp, obs_stats, traj, task_weights)
-        return gradient_step(loss_fn, params, opt_state, self.optimizer, hp.learning_rate)
+        return gradient_step(
+            loss_fn, params, opt_state, self.optimizer, hp.learning_rate, task_weights
+        )._replace(learner_state=learner_state)

@@ -1,9 +1,12 @@
 """What every learner shares: the learner protocol, the optimiser and one gradient step.
 
 A learner is built once from the networks, the optimiser and its static settings, and then
-called as ``learner.update(params, opt_state, hparams, obs_stats, trajectories, key)`` on the
-trajectories ``[N, E, T]`` that ``distral_jax.acting.rollout`` collects (with ``task_weights
-[N]`` in a curriculum: tasks of weight 0 are not yet in the objective).
+called as ``learner.update(params, opt_state, hparams, obs_stats, trajectories, key,
+task_weights, learner_state)`` on the trajectories ``[N, E, T]`` that
+``distral_jax.acting.rollout`` collects (with ``task_weights [N]`` in a curriculum: tasks of
+weight 0 are not yet in the objective). ``learner_state`` is whatever the learner carries from
+one update to the next besides parameters and optimiser state (``init_state``; PPO: the previous
+rollout's advantage statistics), part of the training state and of its checkpoints.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import optax
 
 from distral_jax.acting import Transition
 from distral_jax.configs import Hyperparams, TrainConfig
+from distral_jax.learners.optimizer import scale_by_task_adam
 from distral_jax.networks import DistralNetworks, DistralParams
 from distral_jax.normalization import RunningStats
 
@@ -24,15 +28,20 @@ Metrics = dict[str, Any]  # per-task arrays [N] in the program; numpy on the hos
 
 
 class LearnerOutput(NamedTuple):
-    """Parameters and optimiser state after an update, and per-task metrics ``[N]``."""
+    """Parameters, optimiser and learner state after an update, and per-task metrics ``[N]``."""
 
     params: DistralParams
     opt_state: optax.OptState
     metrics: Metrics
+    learner_state: Any = ()
 
 
 class Learner(Protocol):
     """One update of all parameters from one batch of trajectories."""
+
+    def init_state(self, num_tasks: int) -> Any:
+        """The learner's own state before the first update (a pytree, ``()`` if none)."""
+        ...
 
     def update(
         self,
@@ -43,17 +52,21 @@ class Learner(Protocol):
         traj: Transition,
         key: jax.Array,
         task_weights: jax.Array | None = None,
+        learner_state: Any = (),
     ) -> LearnerOutput: ...
 
 
-def make_optimizer(config: TrainConfig) -> optax.GradientTransformation:
+def make_optimizer(config: TrainConfig) -> optax.GradientTransformationExtraArgs:
     """Gradient clipping and Adam's scaling; the (traced) learning rate is applied afterwards.
 
     Keeping the learning rate out of the optax chain lets it be a traced hyperparameter, so a
     training run can be vmapped over learning rates without recompiling. The clipping is global
-    over every task's parameters: one factor for all, so it never reweights the tasks.
+    over every task's parameters: one factor for all, so it never reweights the tasks (a task
+    out of the objective has zero gradient and adds nothing to the norm). Adam counts steps per
+    task (``optimizer.scale_by_task_adam``): its ``update`` takes ``task_weights``.
     """
-    chain = [optax.clip_by_global_norm(config.max_grad_norm), optax.scale_by_adam()]
+    stacked = config.resolved.architecture != "shared"
+    chain = [optax.clip_by_global_norm(config.max_grad_norm), scale_by_task_adam(stacked)]
     if config.freeze_prior:
         # θ_0's gradient is dropped before clipping, so the clipping factor is the one the
         # trained parameters alone give.
@@ -76,13 +89,17 @@ def gradient_step(
     loss_fn: Callable[[DistralParams], tuple[jax.Array, Metrics]],
     params: DistralParams,
     opt_state: optax.OptState,
-    optimizer: optax.GradientTransformation,
+    optimizer: optax.GradientTransformationExtraArgs,
     learning_rate: jax.Array,
+    task_weights: jax.Array | None = None,
 ) -> LearnerOutput:
-    """One optimiser step on ``loss_fn(params) -> (loss, metrics [N])``; adds ``grad_norm``."""
+    """One optimiser step on ``loss_fn(params) -> (loss, metrics [N])``; adds ``grad_norm``.
+
+    ``task_weights`` reach the optimiser: a task out of the objective takes no Adam step.
+    """
     grads, metrics = jax.grad(loss_fn, has_aux=True)(params)
     grad_norm = optax.tree_utils.tree_norm(grads)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
+    updates, opt_state = optimizer.update(grads, opt_state, params, task_weights=task_weights)
     updates = jax.tree_util.tree_map(lambda u: -learning_rate * u, updates)
     metrics["grad_norm"] = jnp.broadcast_to(grad_norm, metrics["loss"].shape)
     return LearnerOutput(optax.apply_updates(params, updates), opt_state, metrics)

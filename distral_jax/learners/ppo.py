@@ -9,10 +9,15 @@ Per rollout ``[N, E, T]`` (docs/maths.md §6):
   3. ``minibatch_loss``: ``losses.distral_ppo_loss`` vmapped over envs and tasks — surrogate,
      value loss, regulariser and distillation on the same samples.
 
-Advantages are centred per task and divided by one standard deviation pooled over every task of
-the minibatch; the regulariser and distillation are scaled by the same factor so that β keeps
-its meaning and every task keeps the joint objective's weight (see ``distral_ppo_loss``). As in
-A2C, steps are weighted uniformly rather than by γ^t (docs/maths.md §7).
+Advantages are not centred: the value is the baseline already. Optionally
+(``normalize_advantages``) they are divided by one scale κ = 1/σ for every task, σ² the mean
+square of the *previous* rollout's advantages pooled over the tasks in the objective
+(``advantage_scale``), with the regulariser and distillation scaled by the same κ, so the whole
+joint gradient is multiplied by one positive number: β keeps its meaning and every task keeps
+the joint objective's weight. Centring by a minibatch mean, or a σ computed from the samples
+being differentiated, would correlate the scale with each sample's own advantage and shrink the
+policy gradient against the regulariser, as if β were smaller (docs/maths.md §6). As in A2C,
+steps are weighted uniformly rather than by γ^t (docs/maths.md §7).
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ from __future__ import annotations
 import dataclasses
 import functools
 
+import chex
 import jax
 import jax.numpy as jnp
 import optax
+from flax import struct
 
 from distral_jax import losses
 from distral_jax.acting import Transition
@@ -42,6 +49,119 @@ from distral_jax.normalization import RunningStats
 Minibatch = tuple[Transition, jax.Array, jax.Array]  # trajectories, returns, advantages
 
 
+@struct.dataclass
+class PPOState:
+    """What PPO carries from one rollout to the next.
+
+    Attributes:
+      mean_square: ``[N]`` each task's mean squared advantage over the last rollout.
+      seen: whether ``mean_square`` holds a rollout yet (False before the first update).
+    """
+
+    mean_square: jax.Array
+    seen: jax.Array
+
+
+def advantage_scale(mean_square: jax.Array, task_weights: jax.Array | None = None) -> jax.Array:
+    """κ = 1/σ with σ² = Σ_i w_i ms_i / Σ_i w_i: one scale pooled over the tasks in the objective.
+
+    A per-task 1/σ_i would weight task i's share of every shared gradient (θ_0, the shared
+    network, a 2-column h_θ0) by 1/σ_i, a reweighted objective; a task of weight 0 (not yet in a
+    curriculum) changes no one's scale.
+
+    Args:
+      mean_square: ``[N]`` mean squared advantages per task (from data the gradient it scales
+        does not depend on).
+      task_weights: ``[N]`` curriculum weights, None for all tasks.
+    Returns:
+      a scalar.
+    """
+    chex.assert_rank(mean_square, 1)
+    if task_weights is None:
+        variance = jnp.mean(mean_square)
+    else:
+        total = jnp.sum(task_weights)
+        variance = jnp.sum(task_weights * mean_square) / jnp.maximum(total, 1.0)
+    return 1.0 / (jnp.sqrt(variance) + 1e-8)
+
+
+def next_advantage_scale(
+    state: PPOState, advantages: jax.Array, task_weights: jax.Array | None = None
+) -> tuple[jax.Array, PPOState]:
+    """κ for this rollout's updates, from the previous rollout, and the state for the next.
+
+    κ = ``advantage_scale`` of ``state.mean_square`` (the previous rollout's), so that it does
+    not depend on the advantages it multiplies; before any rollout was seen, this rollout's.
+
+    Args:
+      state: the previous rollout's statistics.
+      advantages: ``[N, E, T]`` this rollout's advantages.
+      task_weights: ``[N]`` curriculum weights at this update, or None.
+    Returns:
+      ``(κ, state holding this rollout's mean squares)``.
+    """
+    chex.assert_rank(advantages, 3)
+    mean_square = jnp.mean(advantages**2, axis=(1, 2))
+    previous = jnp.where(state.seen, state.mean_square, mean_square)
+    scale = advantage_scale(previous, task_weights)
+    return scale, PPOState(mean_square=mean_square, seen=jnp.ones((), bool))
+
+
+def ppo_joint_loss(
+    dist,
+    pi,
+    pi0,
+    v_tm1: jax.Array,
+    action: jax.Array,
+    behaviour_log_prob: jax.Array,
+    advantages: jax.Array,
+    returns: jax.Array,
+    scale: jax.Array,
+    hp: Hyperparams,
+    *,
+    clip: float,
+    regularizer: Regularizer,
+    task_weights: jax.Array | None = None,
+) -> tuple[jax.Array, Metrics]:
+    """The joint PPO loss of a minibatch ``[N, B, T]`` once the networks have been applied.
+
+    Σ over tasks (``task_weights``) of the mean over trajectories of ``losses.distral_ppo_loss``
+    with advantages κ·Â (``scale`` = κ, not centred) and the regulariser and distillation
+    scaled by the same κ.
+
+    Args:
+      dist: the policies' distribution family.
+      pi, pi0: task and distilled policy parameters ``[N, B, T, ...]``.
+      v_tm1: ``[N, B, T]`` values, differentiable.
+      action, behaviour_log_prob, advantages, returns: ``[N, B, T]`` (actions ``[N, B, T, D]``
+        when continuous).
+      scale: κ, a scalar independent of this minibatch (``advantage_scale``).
+      hp: the traced hyperparameters.
+      clip, regularizer: PPO's ε and the regulariser's estimator.
+      task_weights: ``[N]`` curriculum weights or None.
+    Returns:
+      ``(loss, metrics [N])``.
+    """
+    chex.assert_rank(advantages, 3)
+    chex.assert_rank(scale, 0)
+    loss_fn = functools.partial(
+        losses.distral_ppo_loss,
+        dist,
+        alpha=hp.alpha,
+        beta=hp.beta,
+        clip_epsilon=clip,
+        regularizer=regularizer,
+        value_coef=hp.value_coef,
+        distill_coef=hp.distill_coef,
+        advantage_scale=scale,
+    )
+    per_trajectory = jax.vmap(jax.vmap(loss_fn))
+    loss, metrics = per_trajectory(
+        pi, pi0, action, behaviour_log_prob, advantages * scale, returns, v_tm1
+    )
+    return joint_loss(loss, metrics, task_weights)
+
+
 @dataclasses.dataclass(frozen=True)
 class PPO:
     """PPO with whole-trajectory minibatches; its fields are static (they shape the program).
@@ -53,6 +173,8 @@ class PPO:
       epochs: passes over each rollout.
       minibatches: minibatches per pass (a divisor of the environments per task).
       clip: PPO's ε.
+      normalize_advantages: scale the policy's loss by κ (``next_advantage_scale``); without
+        it κ = 1 and the gradients are in the joint objective's own units, as A2C's.
     """
 
     networks: DistralNetworks
@@ -61,6 +183,7 @@ class PPO:
     epochs: int
     minibatches: int
     clip: float
+    normalize_advantages: bool = False
 
     def targets(
         self, params: DistralParams, hp: Hyperparams, obs_stats: RunningStats, traj: Transition
@@ -77,47 +200,39 @@ class PPO:
         )
         return map_trajectories(returns_fn, pi, pi0, v_tm1, v_t, traj)
 
+    def init_state(self, num_tasks: int) -> PPOState:
+        """No rollout seen yet."""
+        return PPOState(mean_square=jnp.ones((num_tasks,)), seen=jnp.zeros((), bool))
+
     def minibatch_loss(
         self,
         params: DistralParams,
         hp: Hyperparams,
         obs_stats: RunningStats,
         batch: Minibatch,
+        scale: jax.Array,
         task_weights: jax.Array | None = None,
     ) -> tuple[jax.Array, Metrics]:
         """Joint PPO loss on a minibatch ``[N, B, T]``: Σ over tasks of the mean over envs."""
         traj, returns, advantages = batch
-        # Centred per task, scaled by ONE standard deviation pooled over all tasks: a per-task
-        # 1/σ_i would weight task i's share of every shared gradient (θ_0, the shared network)
-        # by 1/σ_i and so optimise a reweighted objective. The same scale multiplies the
-        # regulariser and distillation, so the whole joint gradient is scaled alike. In a
-        # curriculum the pool holds the tasks in the objective so far.
-        centred = advantages - jnp.mean(advantages, axis=(1, 2), keepdims=True)
-        if task_weights is None:
-            variance = jnp.mean(centred**2)
-        else:
-            per_task = jnp.mean(centred**2, axis=(1, 2))
-            variance = jnp.sum(task_weights * per_task) / jnp.maximum(jnp.sum(task_weights), 1.0)
-        scale = 1.0 / (jnp.sqrt(variance) + 1e-8)
         pi, pi0, v_tm1, _ = policy_outputs(
             self.networks, params, hp, obs_stats, traj, final_values=False
         )
-        loss_fn = functools.partial(
-            losses.distral_ppo_loss,
+        return ppo_joint_loss(
             self.networks.dist,
-            alpha=hp.alpha,
-            beta=hp.beta,
-            clip_epsilon=self.clip,
+            pi,
+            pi0,
+            v_tm1,
+            traj.action,
+            traj.behaviour_log_prob,
+            advantages,
+            returns,
+            scale,
+            hp,
+            clip=self.clip,
             regularizer=self.regularizer,
-            value_coef=hp.value_coef,
-            distill_coef=hp.distill_coef,
-            advantage_scale=scale,
+            task_weights=task_weights,
         )
-        per_trajectory = jax.vmap(jax.vmap(loss_fn))
-        loss, metrics = per_trajectory(
-            pi, pi0, traj.action, traj.behaviour_log_prob, centred * scale, returns, v_tm1
-        )
-        return joint_loss(loss, metrics, task_weights)
 
     def update(
         self,
@@ -128,9 +243,19 @@ class PPO:
         traj: Transition,
         key: jax.Array,
         task_weights: jax.Array | None = None,
+        learner_state: PPOState | None = None,
     ) -> LearnerOutput:
-        """``epochs`` × ``minibatches`` gradient steps on one rollout ``[N, E, T]``."""
+        """``epochs`` × ``minibatches`` gradient steps on one rollout ``[N, E, T]``.
+
+        With ``normalize_advantages``, κ comes from the previous rollout's advantages
+        (``learner_state``); the first update, having none, takes this rollout's.
+        """
         returns, advantages = self.targets(params, hp, obs_stats, traj)
+        if learner_state is None:
+            learner_state = self.init_state(advantages.shape[0])
+        scale, learner_state = next_advantage_scale(learner_state, advantages, task_weights)
+        if not self.normalize_advantages:
+            scale = jnp.ones_like(scale)
         num_envs = traj.reward.shape[1]
         m = self.minibatches
 
@@ -140,8 +265,10 @@ class PPO:
 
         def minibatch(carry, batch: Minibatch):
             params, opt_state = carry
-            loss_fn = lambda p: self.minibatch_loss(p, hp, obs_stats, batch, task_weights)
-            out = gradient_step(loss_fn, params, opt_state, self.optimizer, hp.learning_rate)
+            loss_fn = lambda p: self.minibatch_loss(p, hp, obs_stats, batch, scale, task_weights)
+            out = gradient_step(
+                loss_fn, params, opt_state, self.optimizer, hp.learning_rate, task_weights
+            )
             return (out.params, out.opt_state), out.metrics
 
         def epoch(carry, epoch_key):
@@ -154,4 +281,5 @@ class PPO:
         keys = jax.random.split(key, self.epochs)
         (params, opt_state), metrics = jax.lax.scan(epoch, (params, opt_state), keys)
         metrics = jax.tree_util.tree_map(lambda x: jnp.mean(x, axis=(0, 1)), metrics)
-        return LearnerOutput(params=params, opt_state=opt_state, metrics=metrics)
+        metrics["advantage_scale"] = jnp.broadcast_to(scale, advantages.shape[:1])
+        return LearnerOutput(params, opt_state, metrics, learner_state)
