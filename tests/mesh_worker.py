@@ -36,6 +36,15 @@ CONFIG = TrainConfig(
     episode_length=30,
     checkpoint_every=1_920,
 )
+# What else shares quantities across tasks: PPO's pooled advantage scale, the observation
+# statistics, a curriculum (task 5 enters half-way, task 7 never) and a recurrent core.
+FEATURES = CONFIG.replace(
+    learner="ppo",
+    ppo_minibatches=2,
+    normalize_observations=True,
+    core="lstm",
+    task_start_steps=(0, 0, 0, 0, 0, 1_920, 0, 10**9),
+)
 
 
 def _difference(a, b) -> float:
@@ -53,6 +62,7 @@ def _specs(state) -> dict[str, str]:
         "task_params": spec(leaf(state.params.task)),
         "prior_params": spec(leaf(state.params.prior)),
         "adam_moments_task": spec(leaf(state.opt_state[1].mu.task)),
+        "adam_counts_task": spec(leaf(state.opt_state[1].count.task)),
         "env_state": spec(leaf(state.env_state)),
         "obs_stats": spec(leaf(state.obs_stats)),
         "key": spec(leaf(state.key)),
@@ -84,6 +94,16 @@ def main(workdir: str) -> int:
                 jax.tree_util.tree_leaves(params.params.task)[0].addressable_shards
             ),
         }
+    _, reference, ref_metrics = train(env, FEATURES, num_runs=RUNS, show_progress=False)
+    mesh = meshes["runs_2_tasks_4"]
+    _, params, metrics = train(env, FEATURES, num_runs=RUNS, mesh=mesh, show_progress=False)
+    out["features_runs_2_tasks_4"] = {
+        "param_difference": _difference(params, reference),
+        "return_difference": float(
+            np.max(np.abs(metrics["eval/episode_return"] - ref_metrics["eval/episode_return"]))
+        ),
+    }
+    _, reference, _ = train(env, CONFIG, num_runs=RUNS, show_progress=False)
     # Half the run on one placement, the rest on another, from its checkpoint.
     half = CONFIG.replace(total_env_steps=CONFIG.total_env_steps // 2)
     mesh = meshes["runs_2_tasks_4"]

@@ -41,8 +41,10 @@ def mesh_results(tmp_path_factory):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("mesh", ["tasks_8", "runs_2_tasks_4"])
+@pytest.mark.parametrize("mesh", ["tasks_8", "runs_2_tasks_4", "features_runs_2_tasks_4"])
 def test_a_mesh_gives_the_single_device_result(mesh_results, mesh):
+    """The A2C grid world on both meshes; and PPO (pooled advantage scale) with observation
+    normalisation, a curriculum and an LSTM core on the runs × tasks mesh."""
     assert mesh_results["devices"] == 8
     result = mesh_results[mesh]
     assert result["param_difference"] < PARAM_TOLERANCE
@@ -53,6 +55,7 @@ def test_the_state_is_really_split(mesh_results):
     specs = mesh_results["tasks_8"]["specs"]
     assert specs["task_params"] == [None, "tasks"]
     assert specs["adam_moments_task"] == [None, "tasks"]
+    assert specs["adam_counts_task"] == [None, "tasks"]  # a step count per task, split too
     assert specs["env_state"] == [None, "tasks"]
     assert specs["prior_params"] == [None]  # θ_0 replicated over tasks
     specs = mesh_results["runs_2_tasks_4"]["specs"]

@@ -124,6 +124,25 @@ def test_learner_recomputes_the_rollout_states(family, architecture, core):
         np.asarray(out.value[:, :, 1:])[going_on],
         atol=1e-5,
     )
+    # Where an episode ended, V(final_obs_t) is computed from the value core's state after
+    # step t, the episode's own history, not from the reset state the next step starts from:
+    # a truncated step bootstraps from the state it reached (docs/maths.md §9).
+    n, e, t = traj.done.shape
+    flat = lambda x: x.reshape((n, e * t) + x.shape[3:])
+    states = jax.tree_util.tree_map(flat, traj.core_state)
+    obs, final_obs = (nets.preprocess(state.obs_stats, flat(x)) for x in (traj.obs, traj.final_obs))
+    _, _, _, after = jax.jit(nets.step)(state.params, obs, states, hp.column_alpha)
+    want = jax.jit(nets.value)(state.params, final_obs, after.value).reshape(n, e, t)
+    ended = np.asarray(traj.done) > 0
+    truncated = ended & (np.asarray(traj.discount) > 0)
+    if family is not CUE:  # the point mass has no terminal state: every end is a time limit
+        assert truncated.any()
+    assert ended.any()
+    np.testing.assert_allclose(
+        np.asarray(out.final_value)[ended], np.asarray(want)[ended], atol=1e-5
+    )
+    reset_start = jax.jit(nets.value)(state.params, final_obs).reshape(n, e, t)
+    assert not np.allclose(np.asarray(reset_start)[ended], np.asarray(want)[ended], atol=1e-3)
 
 
 def test_recurrent_policy_and_evaluation():
