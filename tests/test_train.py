@@ -71,6 +71,20 @@ BANDIT_SETTINGS = {
 }
 
 
+def _one_state_config(**settings) -> TrainConfig:
+    """Distral (α = 1/2, β = 3) on one-step episodes of one state, 64 environments per task."""
+    base = dict(
+        variant="distral_klent_1col",
+        beta=3.0,
+        num_envs=64,
+        unroll_length=1,
+        episode_length=1,
+        eval_every=10**9,
+        hidden_sizes=(8,),
+    )
+    return TrainConfig(**{**base, **settings})
+
+
 def _policies_at_the_one_state(env, config, policy_params):
     """``(pi [runs, N, ...], pi0 [runs, ...])``: distribution parameters at obs = 1."""
     networks = Trainer(env, config).networks
@@ -102,18 +116,8 @@ def test_bandit_reaches_the_distral_fixed_point(learner, regularizer):
     env = MultiTaskBandit(UNEQUAL_BANDIT)
     settings = dict(BANDIT_SETTINGS[learner, regularizer])
     runs, atol = settings.pop("runs"), settings.pop("atol")
-    config = TrainConfig(
-        variant="distral_klent_1col",
-        beta=3.0,
-        learner=learner,
-        regularizer=regularizer,
-        num_envs=64,
-        unroll_length=1,
-        iterations_per_call=1_000,
-        episode_length=1,
-        eval_every=10**9,
-        hidden_sizes=(8,),
-        **settings,
+    config = _one_state_config(
+        learner=learner, regularizer=regularizer, iterations_per_call=1_000, **settings
     )
     make_policy, policy_params, _ = train(env, config, num_runs=runs, show_progress=False)
     logits, logits_0 = _policies_at_the_one_state(env, config, policy_params)
@@ -172,17 +176,7 @@ def test_continuous_bandit_reaches_the_tanh_gaussian_optimum(learner):
     +0.004, −0.005, means −0.013, +0.012. At lr 1e-2 and 4 epochs with κ-normalised advantages
     and the norm clip (the old defaults) PPO's stds were +0.108, +0.100 (8 seeds)."""
     env = QuadraticBandit(QUADRATIC_TARGETS)
-    config = TrainConfig(
-        variant="distral_klent_1col",
-        beta=3.0,
-        num_envs=64,
-        unroll_length=1,
-        iterations_per_call=500,
-        episode_length=1,
-        eval_every=10**9,
-        hidden_sizes=(8,),
-        **QUADRATIC_LEARNERS[learner],
-    )
+    config = _one_state_config(iterations_per_call=500, **QUADRATIC_LEARNERS[learner])
     _, policy_params, _ = train(env, config, num_runs=8, show_progress=False)
     (loc, scale), (loc_0, scale_0) = _policies_at_the_one_state(env, config, policy_params)
     mean = lambda x: np.asarray(x).mean(axis=0)
