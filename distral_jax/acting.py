@@ -220,9 +220,10 @@ def make_policy(
     """Brax-style policy: ``policy(obs [N, ..., *obs_shape], key) -> action [N, ...]``.
 
     With a recurrent core the policy has memory: ``policy(obs, state, key) -> (action,
-    state)``. Pass ``state=None`` at the start of episodes, then the state it returned; where an
-    episode ends (and a batched environment restarts), ``networks.reset_core_state(state,
-    done)`` starts that environment's memory afresh.
+    state)``. Pass ``state=None`` at the start of episodes (or ``policy.initial_state((N, E))``,
+    the same state as an array), then the state it returned; where an episode ends (and a
+    batched environment restarts), ``networks.reset_core_state(state, done)`` starts that
+    environment's memory afresh. ``run_episodes(env, policy, ...)`` plays either kind.
 
     ``train`` returns this function with ``networks`` bound, so it is called as
     ``make_policy(policy_params, deterministic=..., prior=..., task=..., with_extras=...)``.
@@ -273,5 +274,9 @@ def make_policy(
         return ((action, {}) if with_extras else action), state
 
     if networks.recurrent:
+        # What a caller needs to start episodes itself (``run_episodes`` finds it here):
+        # ``policy.initial_state(batch_shape)``, the state at the start of an episode.
+        lead = () if task is None else (num_tasks,)
+        act.initial_state = lambda batch_shape: networks.initial_state(lead + tuple(batch_shape))
         return act
     return lambda obs, key: act(obs, None, key)[0]

@@ -56,4 +56,5 @@ def test_recurrent_example_remembers_the_cue():
     exec(compile(match.group(1), "README.md", "exec"), namespace)  # noqa: S102
     assert np.all(np.asarray(namespace["metrics"]["eval/success_greedy"]) >= 0.95)
     assert namespace["action"].shape == (2, 1)
+    assert np.all(np.asarray(namespace["episodes"].success).mean(axis=1) >= 0.95)
     assert all(np.all(np.asarray(x) == 0) for x in jax.tree_util.tree_leaves(namespace["state"]))

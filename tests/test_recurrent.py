@@ -185,3 +185,25 @@ def test_image_torso_with_embedded_ids(architecture):
             50, 6, n, True, architecture, (16,), normalize_observations=True,
             observation_shape=shape, observation_vocabulary=13,
         )  # fmt: skip
+
+
+def test_a_loaded_recurrent_policy_plays_episodes(tmp_path):
+    """``load_policy`` of a recurrent run gives policies that carry their initial state:
+    ``run_episodes`` plays them without being handed one (it raised a TypeError before)."""
+    from distral_jax.checkpoint import load_policy  # noqa: PLC0415
+
+    config = _config("gru", num_envs=4, unroll_length=4, iterations_per_call=2)
+    config = config.replace(total_env_steps=64, eval_every=64, eval_envs=2)
+    train(CUE, config, checkpoint_dir=tmp_path / "ckpt", show_progress=False)
+    make_policy, params = load_policy(tmp_path / "ckpt", CUE)
+    policy = make_policy(params, deterministic=True)
+    start = policy.initial_state((CUE.num_tasks, 3))
+    assert all(np.all(np.asarray(x) == 0) for x in jax.tree_util.tree_leaves(start))
+    episodes = acting.run_episodes(
+        CUE, policy, CUE.tasks(), jax.random.PRNGKey(0), 3, CUE.episode_length
+    )
+    assert episodes.returns.shape == (CUE.num_tasks, 3)
+    given = acting.run_episodes(
+        CUE, policy, CUE.tasks(), jax.random.PRNGKey(0), 3, CUE.episode_length, policy_state=start
+    )
+    np.testing.assert_array_equal(episodes.returns, given.returns)

@@ -68,7 +68,8 @@ def run_episodes(
       episode_length: the time limit.
       record: also return the states after every step (for rendering).
       policy_state: a recurrent policy's state at the start of the episodes (leaves ``[N, E,
-        ...]``, e.g. ``DistralNetworks.initial_state((N, E))``).
+        ...]``); default, for a policy with an ``initial_state`` (the recurrent policies of
+        ``acting.make_policy`` and ``checkpoint.load_policy``), ``policy.initial_state((N, E))``.
     Returns:
       ``Episodes``.
     """
@@ -77,6 +78,8 @@ def run_episodes(
     num_tasks = jax.tree_util.tree_leaves(tasks)[0].shape[0]
     state = batch_reset(limited, jax.random.split(reset_key, (num_tasks, num_envs)), tasks)
 
+    if policy_state is None and hasattr(policy, "initial_state"):  # ``acting.make_policy``'s
+        policy_state = policy.initial_state((num_tasks, num_envs))
     recurrent = policy_state is not None
 
     def step(carry, k):
