@@ -181,7 +181,10 @@ class TrainConfig:
       iterations_per_call: updates per jitted call (the host regains control between calls).
       total_env_steps: budget, counted over all tasks and envs (rounded up to whole jitted
         calls of ``iterations_per_call`` updates).
-      episode_length: time limit; longer episodes are truncated and bootstrapped.
+      episode_length: time limit; longer episodes are truncated and bootstrapped. Families
+        with a time limit of their own (``family.episode_length``: gymnax, XLand-MiniGrid, the
+        cue recall) should train at it: ``experiments/train.py`` defaults to it, and ``train``
+        warns when another is set.
       hidden_sizes: MLP widths of every network.
       core: ``"mlp"`` (feed-forward), or a recurrent ``"lstm"``/``"gru"`` cell of size
         ``hidden_sizes[-1]`` after the hidden layers of every network (π_0, the task policies or

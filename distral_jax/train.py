@@ -157,6 +157,7 @@ def train(
         raise ValueError(f"`num_runs` must be a positive integer, got {num_runs!r}")
     explicit_keys = keys is not None
     _check_initial_obs_stats(config, initial_obs_stats)
+    _warn_of_another_time_limit(env, config)
     trainer = Trainer(env, config)
     sharding.check_mesh(mesh, num_runs, trainer.num_tasks)
     if jax.process_count() > 1 and (mesh is None or mesh.devices.size != len(jax.devices())):
@@ -226,6 +227,19 @@ def _start_from(state: TrainState, initial_params) -> TrainState:
     )
     # Adam's moments start at zero whatever the parameters are: the optimiser state is kept.
     return state.replace(params=sharded)
+
+
+def _warn_of_another_time_limit(env: TaskFamily, config: TrainConfig) -> None:
+    """A warning when ``config.episode_length`` is not the family's own time limit (families
+    that have one expose it as ``episode_length``: gymnax, XLand-MiniGrid, the cue recall)."""
+    limit = getattr(env, "episode_length", None)
+    if limit is not None and int(limit) != config.episode_length:
+        warnings.warn(
+            f"`episode_length`={config.episode_length} is not the family's own time limit "
+            f"({int(limit)}): episodes are cut at {config.episode_length} steps, so returns "
+            f"are not the environment's usual ones (pass episode_length={int(limit)} to match)",
+            stacklevel=3,
+        )
 
 
 def _check_initial_obs_stats(config: TrainConfig, stats: RunningStats | None) -> None:

@@ -21,6 +21,7 @@ TensorBoard curves from the checkpoint's evaluations onwards, identical up to wh
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -43,14 +44,36 @@ def print_progress(step: int, metrics: dict) -> None:
     tqdm.write(f"step {step:>10,d} | " + " | ".join(cells))
 
 
-def run(launch: cli.Launch) -> Path:
+def with_family_episode_length(launch: cli.Launch, env, explicit: bool) -> cli.Launch:
+    """``launch`` with ``episode_length`` set to the family's own time limit where it has one
+    (``env.episode_length``: gymnax's Gym limits, XLand-MiniGrid's ``max_steps``, the cue
+    recall's length) and the command line did not set it. One it set is kept (``train`` warns
+    when it differs from the family's)."""
+    limit = getattr(env, "episode_length", None)
+    if limit is None or explicit:
+        return launch
+    return dataclasses.replace(launch, train=launch.train.replace(episode_length=int(limit)))
+
+
+def sets_episode_length(argv: list[str]) -> bool:
+    """Whether the command line chooses ``episode_length`` (a flag, or a saved config)."""
+    return any(
+        a in ("--episode-length", "--config") or a.startswith(("--episode-length=", "--config="))
+        for a in argv
+    )
+
+
+def run(launch: cli.Launch, episode_length_set: bool = True) -> Path:
     """Trains as ``launch`` says; returns the run folder.
 
     In a multi-host job every process trains; process 0 alone writes the run folder.
+    ``episode_length_set``: False when the command line left ``episode_length`` at its
+    default, which then becomes the family's own time limit where it has one.
     """
     mesh = launch.devices.initialize()
     launch.persistence.apply()
     env = launch.family.build()
+    launch = with_family_episode_length(launch, env, episode_length_set)
     if launch.tensorboard:
         import tensorboardX  # noqa: F401, PLC0415 (fail before the run folder is made)
     checkpoint_dir = launch.persistence.checkpoint_dir
@@ -109,9 +132,10 @@ class _Printer:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     launch = cli.parse(cli.Launch, argv)
     try:
-        run_dir = run(launch)
+        run_dir = run(launch, episode_length_set=sets_episode_length(argv))
     except (ValueError, ImportError) as error:  # bad family options, missing optional packages
         print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
         return 2

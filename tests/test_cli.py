@@ -260,3 +260,35 @@ def test_several_runs_are_named_by_run_not_by_task():
     assert "eval/episode_return/run_1/task_2" in names
     assert names["eval/episode_return_mean/run_1"] == 1.0
     assert not any("task" in name for name in names if "_mean" in name)
+
+
+def test_the_launcher_trains_at_the_family_s_own_time_limit(tmp_path):
+    """gymnax CartPole-v1 trained at episode_length 100 made a return of 100 look like
+    success: the launcher now defaults to the family's own limit, keeps one the user sets, and
+    ``train`` warns when it differs."""
+    launcher = _launcher()
+    cartpole = cli.parse(cli.Launch, ["gymnax", "--env-id", "CartPole-v1", "--quiet"])
+    env = cartpole.family.build()
+    assert env.episode_length == 500
+    resolved = launcher.with_family_episode_length(cartpole, env, explicit=False)
+    assert resolved.train.episode_length == 500
+    chosen = cli.parse(cli.Launch, ["gymnax", "--episode-length", "200"])
+    assert (
+        launcher.with_family_episode_length(chosen, env, explicit=True).train.episode_length == 200
+    )
+    assert not launcher.sets_episode_length(["gymnax", "--env-id", "CartPole-v1"])
+    assert launcher.sets_episode_length(["gymnax", "--episode-length=200"])
+    assert launcher.sets_episode_length(["--config", "run.yaml"])
+    # End to end on the cue recall (the cheapest family with a time limit of its own).
+    argv = [
+        "cue_recall", "--total-env-steps", "64", "--eval-every", "64", "--num-envs", "4",
+        "--unroll-length", "4", "--iterations-per-call", "2", "--hidden-sizes", "8",
+        "--runs-dir", str(tmp_path), "--name", "cue", "--quiet",
+    ]  # fmt: skip
+    assert launcher.main(argv) == 0
+    saved = cli.load(tmp_path / "cue" / "config.yaml", cli.Launch)
+    assert saved.train.episode_length == saved.family.build().episode_length
+    with pytest.warns(UserWarning, match="episode_length"):
+        assert (
+            launcher.main([*argv[:-3], "--name", "cue5", "--episode-length", "5", "--quiet"]) == 0
+        )
