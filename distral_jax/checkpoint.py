@@ -262,8 +262,11 @@ class RunCheckpoints:
         restored = self._restore(step, ocp.args.Composite(run=ocp.args.JsonRestore()))
         return restored.run
 
-    def check_run(self, signature: dict[str, Any]) -> int | None:
+    def check_run(self, signature: dict[str, Any], final_step: int | None = None) -> int | None:
         """The step to resume from, after checking that the checkpoint is of this run.
+
+        ``final_step``: where this run ends (``TrainConfig.final_env_step``); a checkpoint past
+        it is refused, one at it is a finished run (``train`` then trains no further).
 
         Raises:
           CheckpointError: the directory holds a checkpoint of another run (each differing
@@ -281,11 +284,11 @@ class RunCheckpoints:
                 "delete this one to start over."
             )
         budget = signature["config"]["total_env_steps"]
-        if step > budget:
+        if final_step is not None and step > final_step:
             raise CheckpointError(
                 f"`checkpoint_dir` {str(self.directory)!r} holds this run at env step {step}, "
-                f"past total_env_steps={budget}: raise total_env_steps to at least {step}, or "
-                "load the result with load_policy"
+                f"past total_env_steps={budget} (which ends at {final_step}): raise "
+                f"total_env_steps to at least {step}, or load the result with load_policy"
             )
         return step
 
@@ -419,14 +422,16 @@ def resume_step(
 
     Raises:
       CheckpointError: the directory holds another run's checkpoint (what differs is named),
-        or one past ``config.total_env_steps``, or a damaged one.
+        or one past the end of this run (``config.final_env_step``), or a damaged one. A
+        finished run returns its final step.
     """
     if not Path(checkpoint_dir).expanduser().is_dir():
         return None
     hparams = runs_hparams(config, hparams, num_runs)
     checkpoints = RunCheckpoints(checkpoint_dir, read_only=True)
     try:
-        return checkpoints.check_run(run_signature(env, config, num_runs, hparams))
+        signature = run_signature(env, config, num_runs, hparams)
+        return checkpoints.check_run(signature, config.final_env_step(env.num_tasks))
     finally:
         checkpoints.close()
 

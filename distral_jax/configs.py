@@ -339,5 +339,12 @@ class TrainConfig:
             column_alpha=variant.column_alpha,
         )
 
+    def final_env_step(self, num_tasks: int) -> int:
+        """The env step a run of ``num_tasks`` tasks ends at: ``total_env_steps`` rounded up to
+        whole jitted calls of ``iterations_per_call`` updates of ``num_tasks × num_envs ×
+        unroll_length`` steps (300,000 → 307,200 for 4 tasks × 16 envs × 10 steps × 50)."""
+        per_call = num_tasks * self.num_envs * self.unroll_length * self.iterations_per_call
+        return max(1, -(-self.total_env_steps // per_call)) * per_call
+
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)

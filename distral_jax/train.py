@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import math
 import time
 import warnings
 from collections.abc import Callable
@@ -175,10 +174,11 @@ def train(
     if explicit_keys:
         signature["keys"] = np.asarray(keys).tolist()
     checkpoints, resume_step = None, None
+    final_step = config.final_env_step(trainer.num_tasks)
     if checkpoint_dir is not None:
         checkpoints = RunCheckpoints(checkpoint_dir, keep=config.keep_checkpoints)
         if initial_params is None and initial_obs_stats is None:  # else checked once known
-            resume_step = checkpoints.check_run(signature)
+            resume_step = checkpoints.check_run(signature, final_step)
     try:
         compiled = trainer.compile(keys, hparams, mesh)
         if initial_params is not None:
@@ -189,7 +189,7 @@ def train(
             compiled = compiled._replace(state=state)
             signature["initial_obs_stats"] = _digest(compiled.state.obs_stats)
         if checkpoints is not None and resume_step is None:
-            resume_step = checkpoints.check_run(signature)
+            resume_step = checkpoints.check_run(signature, final_step)
         run_keys = keys if explicit_keys else None  # given keys pair the evaluations too
         loop = _HostLoop(trainer, compiled, num_runs, progress_fn, show_progress, run_keys)
         if resume_step is not None:
@@ -312,7 +312,7 @@ class _HostLoop:
         self.progress_fn = progress_fn
         self.steps_per_update = trainer.env_steps_per_iteration
         self.steps_per_call = self.steps_per_update * config.iterations_per_call
-        self.num_calls = max(1, math.ceil(config.total_env_steps / self.steps_per_call))
+        self.num_calls = config.final_env_step(trainer.num_tasks) // self.steps_per_call
         self.eval_every_calls = max(1, round(config.eval_every / self.steps_per_call))
         self.squeeze = (lambda x: x[0]) if num_runs == 1 else (lambda x: x)
         # With runs' own keys, evaluation keys come from each run's key and the evaluation's

@@ -79,9 +79,17 @@ def run(launch: cli.Launch, episode_length_set: bool = True) -> Path:
     checkpoint_dir = launch.persistence.checkpoint_dir
     run_dir = Path(launch.runs_dir) / launch.run_name
     # Checked before the run folder is touched: another run's checkpoint is refused here.
-    resuming = checkpoint_dir is not None and (
-        checkpoint.resume_step(checkpoint_dir, env, launch.train, launch.num_runs) is not None
-    )
+    step = None
+    if checkpoint_dir is not None:
+        step = checkpoint.resume_step(checkpoint_dir, env, launch.train, launch.num_runs)
+    resuming = step is not None
+    if step is not None and step == launch.train.final_env_step(env.num_tasks):
+        # A requeued job whose run already finished: nothing to train, nothing to rewrite.
+        print(f"{run_dir}: this run already finished at env step {step:,d} (checkpoint in "
+              f"{checkpoint_dir}); nothing to do")  # fmt: skip
+        return run_dir
+    if resuming and jax.process_index() == 0:
+        print(f"resuming {run_dir} from env step {step:,d} (checkpoint in {checkpoint_dir})")
     writers = []
     primary = jax.process_index() == 0
     if primary:

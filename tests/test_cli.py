@@ -292,3 +292,25 @@ def test_the_launcher_trains_at_the_family_s_own_time_limit(tmp_path):
         assert (
             launcher.main([*argv[:-3], "--name", "cue5", "--episode-length", "5", "--quiet"]) == 0
         )
+
+
+def test_a_finished_run_relaunched_is_done_and_rewrites_nothing(tmp_path, capsys):
+    """The budget is rounded up to whole calls (5,000 → 6,400 here); relaunching the same
+    command, or its saved config, once the run finished exits 0 and touches no file (it was
+    refused: "past total_env_steps")."""
+    launcher = _launcher()
+    argv = [
+        "two_rooms", "--num-tasks", "2", "--total-env-steps", "5000", "--eval-every", "3200",
+        "--iterations-per-call", "10", "--num-envs", "8", "--episode-length", "30",
+        "--hidden-sizes", "16", "--runs-dir", str(tmp_path / "runs"), "--name", "done",
+        "--checkpoint-dir", str(tmp_path / "ckpt"), "--quiet",
+    ]  # fmt: skip
+    assert launcher.main(argv) == 0
+    run = tmp_path / "runs" / "done"
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+    capsys.readouterr()
+    assert launcher.main(argv) == 0
+    assert "already finished at env step 6,400" in capsys.readouterr().out
+    assert launcher.main(["--config", str(run / "config.yaml")]) == 0
+    assert {p.name: p.read_bytes() for p in run.iterdir()} == before
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["done"]
