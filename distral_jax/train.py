@@ -152,19 +152,9 @@ def train(
       distral_jax.checkpoint.CheckpointError: ``checkpoint_dir`` holds another run's
         checkpoint, or a damaged one.
     """
-    if isinstance(num_runs, bool) or not isinstance(num_runs, (int, np.integer)) or num_runs < 1:
-        raise ValueError(f"`num_runs` must be a positive integer, got {num_runs!r}")
     explicit_keys = keys is not None
-    _check_initial_obs_stats(config, initial_obs_stats)
+    trainer = check_arguments(env, config, num_runs, mesh, initial_obs_stats)
     _warn_of_another_time_limit(env, config)
-    trainer = Trainer(env, config)
-    sharding.check_mesh(mesh, num_runs, trainer.num_tasks)
-    if jax.process_count() > 1 and (mesh is None or mesh.devices.size != len(jax.devices())):
-        raise ValueError(
-            f"`mesh`: a job of {jax.process_count()} processes needs a mesh over all its "
-            f"{len(jax.devices())} devices (e.g. jax.make_mesh(({len(jax.devices())},), "
-            "('tasks',))); each process would otherwise train a copy of the run"
-        )
     hparams = runs_hparams(config, hparams, num_runs)
     if keys is None:
         keys = jax.random.split(jax.random.PRNGKey(config.seed), num_runs)
@@ -227,6 +217,37 @@ def _start_from(state: TrainState, initial_params) -> TrainState:
     )
     # Adam's moments start at zero whatever the parameters are: the optimiser state is kept.
     return state.replace(params=sharded)
+
+
+def check_arguments(
+    env: TaskFamily,
+    config: TrainConfig,
+    num_runs: int = 1,
+    mesh: Mesh | None = None,
+    initial_obs_stats: RunningStats | None = None,
+) -> Trainer:
+    """What ``train`` refuses before it compiles anything, as named errors; returns the trainer.
+
+    The family's contract, the config against the family (``task_start_steps``), ``num_runs``,
+    the mesh against the runs and tasks (and a multi-process job's devices), and
+    ``initial_obs_stats``. A launcher calls it before it touches the file system, so that a
+    refused launch leaves every folder as it was.
+
+    Raises:
+      ValueError: naming the argument or field (``FamilyError`` for the family's contract).
+    """
+    if isinstance(num_runs, bool) or not isinstance(num_runs, (int, np.integer)) or num_runs < 1:
+        raise ValueError(f"`num_runs` must be a positive integer, got {num_runs!r}")
+    _check_initial_obs_stats(config, initial_obs_stats)
+    trainer = Trainer(env, config)
+    sharding.check_mesh(mesh, num_runs, trainer.num_tasks)
+    if jax.process_count() > 1 and (mesh is None or mesh.devices.size != len(jax.devices())):
+        raise ValueError(
+            f"`mesh`: a job of {jax.process_count()} processes needs a mesh over all its "
+            f"{len(jax.devices())} devices (e.g. jax.make_mesh(({len(jax.devices())},), "
+            "('tasks',))); each process would otherwise train a copy of the run"
+        )
+    return trainer
 
 
 def _warn_of_another_time_limit(env: TaskFamily, config: TrainConfig) -> None:

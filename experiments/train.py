@@ -30,7 +30,7 @@ import jax
 import numpy as np
 
 from distral_jax import analysis, checkpoint, cli
-from distral_jax.train import train
+from distral_jax.train import check_arguments, train
 from distral_jax.writers import JsonlWriter, TensorBoardWriter, WandbWriter, progress_writer
 
 # Shown after each evaluation (when not --quiet).
@@ -76,6 +76,9 @@ def run(launch: cli.Launch, episode_length_set: bool = True) -> Path:
     launch = with_family_episode_length(launch, env, episode_length_set)
     if launch.tensorboard:
         import tensorboardX  # noqa: F401, PLC0415 (fail before the run folder is made)
+    # Everything train would refuse (family, config, mesh) is refused before any folder is
+    # touched: a refused launch must not move a good run folder aside.
+    check_arguments(env, launch.train, launch.num_runs, mesh)
     checkpoint_dir = launch.persistence.checkpoint_dir
     run_dir = Path(launch.runs_dir) / launch.run_name
     # Checked before the run folder is touched: another run's checkpoint is refused here.

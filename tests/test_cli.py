@@ -314,3 +314,22 @@ def test_a_finished_run_relaunched_is_done_and_rewrites_nothing(tmp_path, capsys
     assert launcher.main(["--config", str(run / "config.yaml")]) == 0
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["done"]
+
+
+def test_a_refused_launch_leaves_the_run_folder_alone(tmp_path, capsys):
+    """Everything ``train`` refuses is refused before the run folder is touched (a mesh that
+    does not divide the tasks, a curriculum of the wrong length...): the earlier run's folder is
+    not moved aside (it was, leaving an empty metrics.jsonl in its place)."""
+    launcher = _launcher()
+    argv = [
+        "two_rooms", "--num-tasks", "2", "--total-env-steps", "3200", "--eval-every", "3200",
+        "--iterations-per-call", "10", "--num-envs", "8", "--episode-length", "30",
+        "--hidden-sizes", "16", "--runs-dir", str(tmp_path), "--name", "good", "--quiet",
+    ]  # fmt: skip
+    assert launcher.main(argv) == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "good").iterdir()}
+    capsys.readouterr()
+    assert launcher.main([*argv, "--task-start-steps", "0"]) == 2
+    assert "task_start_steps" in capsys.readouterr().err
+    assert [p.name for p in tmp_path.iterdir()] == ["good"]
+    assert {p.name: p.read_bytes() for p in (tmp_path / "good").iterdir()} == before
