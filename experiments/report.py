@@ -487,14 +487,32 @@ def read_notes(path: Path) -> dict[str, str]:
     return {key: text.strip() for key, text in zip(sections[1::2], sections[2::2], strict=True)}
 
 
-def claims(summaries: Mapping[str, list[Found]], notes: Mapping[str, str] | None = None) -> str:
+def split_headings(text: str, level: int) -> dict[str, str]:
+    """A page's sections at one heading level: heading text -> the section (heading included,
+    up to the next heading of that level or above)."""
+    marker = "#" * level + " "
+    parts = re.split(rf"(?m)^(?=#{{1,{level}}} )", text)
+    return {
+        p.splitlines()[0][len(marker) :].strip(): p.rstrip() for p in parts if p.startswith(marker)
+    }
+
+
+def claims(
+    summaries: Mapping[str, list[Found]],
+    notes: Mapping[str, str] | None = None,
+    previous: Mapping[str, str] | None = None,
+) -> str:
     """The claims section: each claim's measurement (or how to measure it) and, from the notes,
-    why it comes out as it does."""
-    notes = notes or {}
+    why it comes out as it does. ``previous``: the current page's claim subsections by heading,
+    kept as they are for claims whose study has no output under ``--runs``."""
+    notes, previous = notes or {}, previous or {}
     commands = {s.key: s.command for s in SECTIONS}
     parts = ["## Claims"]
     for c in CLAIMS:
         found = summaries.get(c.key, [])
+        if not found and c.text in previous:
+            parts.append(previous[c.text])
+            continue
         if not found:
             body = f"not measured yet: run `{commands.get(c.key, c.key)}`"
         elif c.measure is None:
@@ -553,17 +571,36 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as error:
         print(f"report.py: error: {error}", file=sys.stderr)
         return 2
+    out = Path(args.out)
+    # A study with no output under --runs keeps its section of the current page: figures that
+    # cannot be regenerated here are never replaced by "not run".
+    current = out.read_text() if out.is_file() else ""
+    sections = split_headings(current, 2)
+    previous_claims = split_headings(sections.get("Claims", ""), 3)
+    kept = [s.title for s in SECTIONS if not summaries[s.key] and s.title in sections]
     page = [
         "# Results",
         "Written by `python experiments/report.py` from the studies' outputs under `runs/`; "
         "rerun it after a study instead of editing this page.",
-        claims(summaries, read_notes(Path(args.notes))),
-        *(render_section(s, summaries[s.key], args) for s in SECTIONS),
+        claims(summaries, read_notes(Path(args.notes)), previous_claims),
+        *(
+            sections[s.title] if s.title in kept else render_section(s, summaries[s.key], args)
+            for s in SECTIONS
+        ),
     ]
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text("\n\n".join(page) + "\n")
-    print(f"wrote {out} ({sum(map(len, summaries.values()))} study folders)")
+    regenerated = [s.title for s in SECTIONS if summaries[s.key]]
+    print(
+        f"wrote {out}: {len(regenerated)} sections regenerated from "
+        f"{sum(map(len, summaries.values()))} study folders under {args.runs}"
+        + (f" ({', '.join(regenerated)})" if regenerated else "")
+        + (
+            f"; {len(kept)} kept as they were, with no outputs here: {', '.join(kept)}"
+            if kept
+            else ""
+        )
+    )
     return 0
 
 

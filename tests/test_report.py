@@ -230,3 +230,25 @@ def test_unreadable_summary_is_an_error(tmp_path, report, capsys):
     (tmp_path / "gridworld_deep" / "summary.json").write_text("{not json")
     assert report.main(["--runs", str(tmp_path), "--out", str(tmp_path / "r.md")]) == 2
     assert "gridworld_deep/summary.json" in capsys.readouterr().err
+
+
+def test_a_report_without_a_study_s_runs_keeps_its_section(page, report, capsys):
+    """Run with no study outputs at all (only launcher runs in runs/), the report keeps every
+    section and claim it cannot regenerate, and says so (it cut docs/results.md from 733 lines
+    to 84, keeping only "not measured yet")."""
+    root, md = page
+    empty = root / "only_launcher_runs"
+    (empty / "two_rooms_distral_klent_2col_a2c").mkdir(parents=True)
+    out = root / "docs" / "results.md"
+    argv = ["--runs", str(empty), "--out", str(out), "--figures", str(root / "docs" / "results")]
+    capsys.readouterr()
+    assert report.main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "0 sections regenerated" in printed and "kept as they were" in printed
+    again = out.read_text()
+    for title in ("Deep grid world: Distral vs baselines", "Continuous control", "XLand-MiniGrid"):
+        section = md.split(f"## {title}\n")[1].split("\n## ")[0]
+        assert section in again, title
+    claims = md.split("## Claims")[1].split("\n## ")[0]
+    assert claims.strip() in again
+    assert len(again.splitlines()) == len(md.splitlines())
