@@ -27,6 +27,7 @@ import dataclasses
 import functools
 import hashlib
 import json
+import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -240,14 +241,24 @@ class RunCheckpoints:
         if read_only and not self.directory.is_dir():
             raise CheckpointError(f"`checkpoint_dir` {str(self.directory)!r} does not exist")
         options = ocp.CheckpointManagerOptions(
-            max_to_keep=keep,
+            max_to_keep=None if read_only else keep,
+            save_interval_steps=0 if read_only else 1,
             create=not read_only,
             read_only=read_only,
             cleanup_tmp_directories=not read_only,
         )
-        self._manager = ocp.CheckpointManager(
-            self.directory, options=options, item_names=("state", "host", "run")
-        )
+        # Orbax logs "Given directory is read only" at WARNING level for every read-only
+        # manager, i.e. on every load_policy and resume check: it is what was asked for.
+        absl_logger = logging.getLogger("absl")
+        level = absl_logger.level
+        if read_only:
+            absl_logger.setLevel(logging.ERROR)
+        try:
+            self._manager = ocp.CheckpointManager(
+                self.directory, options=options, item_names=("state", "host", "run")
+            )
+        finally:
+            absl_logger.setLevel(level)
         self._pending: int | None = None  # a step saved asynchronously, not yet checksummed
         self._verified: set[tuple[int, str | None]] = set()
 

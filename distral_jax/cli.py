@@ -59,12 +59,12 @@ class GridWorldOptions:
     """one-hot of the cell, or its (row, column) scaled to [0, 1]"""
 
     def build(self) -> TaskFamily:
-        from distral_jax.envs.gridworld import spread_goals  # noqa: PLC0415
+        from distral_jax.envs.gridworld import goals_for_tasks  # noqa: PLC0415
 
         return registry.make_family(
             self.name,
             layout=self.layout,
-            goals=spread_goals(self.layout, self.num_tasks),
+            goals=goals_for_tasks(self.layout, self.num_tasks),
             goal_reward=self.goal_reward,
             step_reward=self.step_reward,
             slip=self.slip,

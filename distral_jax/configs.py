@@ -39,6 +39,16 @@ from flax import struct
 from distral_jax.losses import Regularizer, alpha_beta
 
 Architecture = Literal["1col", "2col", "shared"]
+VariantName = Literal[
+    "a3c",
+    "a3c_multitask",
+    "a3c_2col",
+    "distral_kl_1col",
+    "distral_klent_1col",
+    "distral_kl_2col",
+    "distral_klent_2col",
+    "custom",
+]
 Learner = Literal["a2c", "ppo"]
 Core = Literal["mlp", "lstm", "gru"]
 
@@ -52,7 +62,7 @@ class Preset:
     distill: bool
 
 
-VARIANTS: dict[str, Preset] = {
+VARIANTS: dict[str, Preset] = {  # the names of ``VariantName`` but "custom"
     "a3c": Preset("1col", 0.0, distill=False),
     "a3c_multitask": Preset("shared", 0.0, distill=False),
     "a3c_2col": Preset("2col", 0.0, distill=False),
@@ -165,8 +175,8 @@ class TrainConfig:
     """Everything that shapes the compiled training program, plus the run's budget.
 
     Attributes:
-      variant: one of ``VARIANTS`` or ``"custom"`` (then ``architecture``, ``c_kl``, ``c_ent``
-        and ``distill`` decide).
+      variant: one of the paper's presets (``configs.VARIANTS``), or ``"custom"`` (then
+        ``architecture``, ``c_kl``, ``c_ent`` and ``distill`` decide).
       architecture: "1col" (own network per task), "2col" (α_c h_θ0 + f_θi) or "shared" (one
         task-conditioned network). Ignored unless ``variant == "custom"``.
       c_kl: the paper's cost of the KL to π_0, for custom variants (α = c_kl/(c_kl + c_ent),
@@ -220,7 +230,7 @@ class TrainConfig:
       keep_checkpoints: how many of the newest checkpoints to keep.
     """
 
-    variant: str = "distral_klent_2col"
+    variant: VariantName = "distral_klent_2col"
     architecture: Architecture = "2col"
     c_kl: float = 0.01
     c_ent: float = 0.01

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import sys
 import time
 import warnings
 from collections.abc import Callable
@@ -422,6 +423,9 @@ class _HostLoop:
 
 
 def _progress_bar(total: int, enabled: bool):
+    """The bar on a terminal only: redirected to a file, its carriage-return frames would fill
+    the log (the launcher's per-evaluation lines are what a log needs)."""
     from tqdm.auto import tqdm  # noqa: PLC0415
 
+    enabled = enabled and sys.stderr.isatty()
     return tqdm(total=total, unit="step", unit_scale=True, disable=not enabled, leave=False)

@@ -106,7 +106,7 @@ def _config_file(tmp_path: Path, **edits) -> str:
 BAD_COMMAND_LINES = [
     (lambda p: ["nope"], "nope"),
     (lambda p: ["gridworld", "--num-envs", "x"], "--num-envs"),
-    (lambda p: ["gridworld", "--variant", "zzz"], "must be one of"),
+    (lambda p: ["gridworld", "--variant", "zzz"], "invalid choice 'zzz' for argument '--variant'"),
     (lambda p: ["gridworld", "--learner", "sac"], "--learner"),
     (lambda p: ["--config", str(p / "missing.yaml")], "no such file"),
     (lambda p: ["--config"], "expected a file name"),
@@ -333,3 +333,30 @@ def test_a_refused_launch_leaves_the_run_folder_alone(tmp_path, capsys):
     assert "task_start_steps" in capsys.readouterr().err
     assert [p.name for p in tmp_path.iterdir()] == ["good"]
     assert {p.name: p.read_bytes() for p in (tmp_path / "good").iterdir()} == before
+
+
+def test_progress_redirected_to_a_file_has_no_bar_frames(tmp_path, capfd):
+    """Not on a terminal (a log file, a batch job), the launcher prints one line per
+    evaluation and no carriage-return progress-bar frames."""
+    launcher = _launcher()
+    argv = [
+        "two_rooms", "--num-tasks", "2", "--total-env-steps", "3200", "--eval-every", "1600",
+        "--iterations-per-call", "10", "--num-envs", "8", "--episode-length", "30",
+        "--hidden-sizes", "16", "--runs-dir", str(tmp_path), "--name", "log",
+    ]  # fmt: skip
+    assert launcher.main(argv) == 0
+    out, err = capfd.readouterr()
+    assert "\r" not in out + err
+    steps = [line.split("|")[0].split()[1] for line in out.splitlines() if line.startswith("step")]
+    assert steps == ["0", "1,600", "3,200"]
+
+
+def test_help_lists_the_variants_and_errors_name_the_flag(capsys):
+    with pytest.raises(SystemExit):
+        cli.parse(cli.Launch, ["two_rooms", "--help"])
+    help_text = capsys.readouterr().out
+    assert "--variant {a3c,a3c_multitask,a3c_2col,distral_kl_1col," in help_text
+    launcher = _launcher()
+    for family in ("two_rooms", "gridworld"):
+        assert launcher.main([family, "--num-tasks", "0", "--quiet"]) == 2
+        assert "`num_tasks`: expected 1..50 here, got 0" in capsys.readouterr().err

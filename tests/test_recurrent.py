@@ -187,7 +187,7 @@ def test_image_torso_with_embedded_ids(architecture):
         )  # fmt: skip
 
 
-def test_a_loaded_recurrent_policy_plays_episodes(tmp_path):
+def test_a_loaded_recurrent_policy_plays_episodes(tmp_path, capfd):
     """``load_policy`` of a recurrent run gives policies that carry their initial state:
     ``run_episodes`` plays them without being handed one (it raised a TypeError before)."""
     from distral_jax.checkpoint import load_policy  # noqa: PLC0415
@@ -195,7 +195,9 @@ def test_a_loaded_recurrent_policy_plays_episodes(tmp_path):
     config = _config("gru", num_envs=4, unroll_length=4, iterations_per_call=2)
     config = config.replace(total_env_steps=64, eval_every=64, eval_envs=2)
     train(CUE, config, checkpoint_dir=tmp_path / "ckpt", show_progress=False)
+    capfd.readouterr()
     make_policy, params = load_policy(tmp_path / "ckpt", CUE)
+    assert "read only" not in capfd.readouterr().err  # orbax's notice for a read-only manager
     policy = make_policy(params, deterministic=True)
     start = policy.initial_state((CUE.num_tasks, 3))
     assert all(np.all(np.asarray(x) == 0) for x in jax.tree_util.tree_leaves(start))

@@ -538,7 +538,17 @@ def two_rooms_design(num_tasks: int = 8) -> GridWorld:
 
     The grid-world study runs it with episodes of 50 steps.
     """
-    return GridWorld("two_rooms", goals=spread_goals("two_rooms", num_tasks))
+    return GridWorld("two_rooms", goals=goals_for_tasks("two_rooms", num_tasks))
+
+
+def goals_for_tasks(layout: str | Layout, num_tasks: int) -> list[tuple[int, int]]:
+    """``spread_goals`` for ``num_tasks`` tasks, with errors that name ``num_tasks``."""
+    try:
+        return spread_goals(layout, int(num_tasks))
+    except ValueError as error:
+        if not str(error).startswith("num_goals"):
+            raise
+        raise ValueError(f"`num_tasks`{str(error)[len('num_goals') :]}") from None
 
 
 def corridor_design(num_tasks: int = 8) -> GridWorld:
