@@ -309,6 +309,49 @@ def plot_learning_curves(
     plt.close(fig)
 
 
+def plot_task_curves(
+    path: Path,
+    steps: np.ndarray,
+    returns: np.ndarray,
+    pi0_returns: np.ndarray | None = None,
+    title: str = "",
+) -> None:
+    """One line per task (the median over runs, with the interquartile band when there are
+    several), and π_0's mean over tasks dashed.
+
+    Args:
+      path: PNG to write.
+      steps: ``[E]`` env steps of the evaluations.
+      returns: ``[E, N]`` or ``[E, R, N]`` the task policies' returns.
+      pi0_returns: the same shape, π_0's returns on each task (optional).
+    """
+    import matplotlib  # noqa: PLC0415 (plotting is optional at import time)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+
+    runs = lambda x: np.asarray(x, float).reshape(len(steps), -1, np.shape(x)[-1])  # [E, R, N]
+    returns = runs(returns)
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for task in range(returns.shape[-1]):
+        q25, med, q75 = np.nanpercentile(returns[..., task], [25, 50, 75], axis=1)
+        (line,) = ax.plot(steps, med, label=f"task {task}")
+        if returns.shape[1] > 1:
+            ax.fill_between(steps, q25, q75, alpha=0.15, color=line.get_color())
+    if pi0_returns is not None:
+        pi0 = np.nanmedian(np.nanmean(runs(pi0_returns), axis=-1), axis=1)
+        ax.plot(steps, pi0, "k--", label="π_0 (mean over tasks)")
+    ax.set_title(title)
+    ax.set_xlabel("environment steps (all tasks)")
+    ax.set_ylabel("episode return")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="best", ncol=2)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_steps_bars(path: Path, table: Mapping[str, Mapping], title: str = "") -> None:
     """Bar chart of median steps-to-threshold with interquartile whiskers (never = hatched)."""
     import matplotlib  # noqa: PLC0415

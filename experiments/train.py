@@ -13,7 +13,8 @@
 Every field of ``TrainConfig`` and of the family's options is a flag (``distral_jax.cli``).
 The run folder ``<runs_dir>/<name>/`` gets ``config.yaml`` (the resolved config: rerun it with
 ``--config``), ``metrics.jsonl`` (one line per evaluation), TensorBoard event files
-(``tensorboard --logdir runs/``) and ``summary.json``. An earlier run of the same name is moved
+(``tensorboard --logdir runs/``), ``summary.json`` and ``curves.png`` (each task's return and
+π_0's over the run). An earlier run of the same name is moved
 aside, never overwritten, except by the run it was: with ``--checkpoint-dir`` holding this run's
 checkpoint, the relaunch resumes it in the same folder and rewrites ``metrics.jsonl`` and the
 TensorBoard curves from the checkpoint's evaluations onwards, identical up to where they were.
@@ -109,6 +110,8 @@ def run(launch: cli.Launch, episode_length_set: bool = True) -> Path:
             )
         if not launch.quiet:
             writers.append(_Printer())
+        history = _History()
+        writers.append(history)
     start = time.perf_counter()
     with progress_writer(*writers) as progress_fn:
         _, _, metrics = train(
@@ -131,7 +134,30 @@ def run(launch: cli.Launch, episode_length_set: bool = True) -> Path:
     }
     if primary:
         analysis.write_json(run_dir / "summary.json", summary)
+        history.plot(run_dir / "curves.png", f"{launch.run_name}: evaluation returns")
     return run_dir
+
+
+class _History:
+    """Keeps the evaluations' returns for the run's learning-curve PNG."""
+
+    def __init__(self):
+        self.steps, self.returns, self.pi0 = [], [], []
+
+    def __call__(self, step: int, metrics: dict) -> None:
+        self.steps.append(step)
+        self.returns.append(np.asarray(metrics["eval/episode_return"]))
+        self.pi0.append(np.asarray(metrics["eval/pi0_episode_return"]))
+
+    def plot(self, path: Path, title: str) -> None:
+        """``curves.png``: each task's return, and π_0's, over the run (median over runs)."""
+        if self.steps:
+            analysis.plot_task_curves(
+                path, np.asarray(self.steps), np.stack(self.returns), np.stack(self.pi0), title
+            )
+
+    def close(self) -> None:
+        pass
 
 
 class _Printer:

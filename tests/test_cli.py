@@ -158,7 +158,12 @@ def test_launcher_run_folder_and_rerun_from_its_config(tmp_path):
     ]  # fmt: skip
     assert launcher.main(argv) == 0
     run = tmp_path / "tiny"
-    assert {p.name for p in run.iterdir()} >= {"config.yaml", "metrics.jsonl", "summary.json"}
+    assert {p.name for p in run.iterdir()} >= {
+        "config.yaml",
+        "metrics.jsonl",
+        "summary.json",
+        "curves.png",
+    }
     assert any(p.name.startswith("events.out.tfevents") for p in run.iterdir())
     first = _metric_lines(run / "metrics.jsonl")
     assert [line["step"] for line in first] == [0, 3200, 6400]
