@@ -284,9 +284,85 @@ FAMILY_OPTIONS: dict[str, type] = {
 }
 assert set(FAMILY_OPTIONS) == set(registry.FAMILIES), "every registered family has options"
 
-FamilyOptions = Union[  # noqa: UP007 (tyro reads the Annotated members of this Union)
-    tuple(Annotated[cls, tyro.conf.subcommand(name)] for name, cls in FAMILY_OPTIONS.items())
-]
+
+def _family_union():
+    return Union[  # noqa: UP007 (tyro reads the Annotated members of this Union)
+        tuple(Annotated[cls, tyro.conf.subcommand(name)] for name, cls in FAMILY_OPTIONS.items())
+    ]
+
+
+FamilyOptions = _family_union()
+
+
+def register_family(options: type[T]) -> type[T]:
+    """Makes a family of your own launchable by ``experiments/train.py`` (a class decorator).
+
+    ``options`` is a frozen dataclass like the ones above: a ``name: ClassVar[str]`` (the
+    subcommand), fields that become flags (their docstrings the help), and ``build() ->
+    TaskFamily``. Put it in a module and launch with ``--imports that_module`` (the module is
+    imported before the command line is read; a run's saved config remembers it)::
+
+        @cli.register_family
+        @dataclasses.dataclass(frozen=True)
+        class MyFamilyOptions:
+            name: ClassVar[str] = "my_family"
+            num_tasks: int = 4
+            \"\"\"tasks\"\"\"
+
+            def build(self) -> TaskFamily:
+                return MyFamily(self.num_tasks)
+
+    Raises:
+      ValueError: not a dataclass with a string ``name`` and a ``build`` method, or a name
+        another options class already has.
+    """
+    name = getattr(options, "name", None)
+    if not dataclasses.is_dataclass(options) or not isinstance(name, str) or not name:
+        raise ValueError(
+            f"`options` must be a dataclass with a `name: ClassVar[str]`, got {options!r}"
+        )
+    if not callable(getattr(options, "build", None)):
+        raise ValueError(f"`options` {options.__name__} needs a build() -> TaskFamily method")
+    if FAMILY_OPTIONS.get(name, options) is not options:
+        raise ValueError(
+            f"`options`: the family name {name!r} is taken by {FAMILY_OPTIONS[name].__name__}"
+        )
+    global FamilyOptions
+    FAMILY_OPTIONS[name] = options
+    FamilyOptions = _family_union()
+    return options
+
+
+def import_family_modules(argv: Sequence[str]) -> list[str]:
+    """Imports the modules a command line names with ``--imports`` (or its ``--config`` file
+    lists under ``imports``), so that the families they register are known before it is
+    parsed; the current directory is importable. Returns the module names."""
+    import importlib  # noqa: PLC0415
+
+    argv = list(argv)
+    names: list[str] = []
+    for i, arg in enumerate(argv):
+        if arg == "--imports":
+            for value in argv[i + 1 :]:
+                if value.startswith("--"):
+                    break
+                names.append(value)
+        elif arg.startswith("--imports="):
+            names.append(arg.split("=", 1)[1])
+    _, config_path = _pop_config(argv)
+    if config_path is not None and Path(config_path).is_file():
+        try:
+            names += list(_read(Path(config_path)).get("imports") or [])
+        except (OSError, ValueError):
+            pass  # ``parse`` reports an unreadable file
+    if names and "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as error:
+            raise ValueError(f"--imports: cannot import {name!r}: {error}") from None
+    return names
 
 
 # ----------------------------------------------------------------------------- the launcher
@@ -399,6 +475,8 @@ class Launch:
     """checkpoints and the compilation cache"""
     devices: Annotated[Devices, tyro.conf.OmitArgPrefixes] = Devices()
     """one device, a mesh, several hosts"""
+    imports: tuple[str, ...] = ()
+    """modules to import first: those that register families of your own (cli.register_family)"""
 
     @property
     def run_name(self) -> str:
@@ -442,6 +520,18 @@ def load(path: str | Path, cls: type[T]) -> T:
         config of another version), each named with the keys this version knows.
     """
     path = Path(path)
+    data = _read(path)
+    version = data.pop("version", CONFIG_VERSION)
+    if version != CONFIG_VERSION:
+        raise ValueError(
+            f"--config {path}: written by config version {version}; this version reads "
+            f"{CONFIG_VERSION}"
+        )
+    return from_dict(cls, data, f"--config {path}")
+
+
+def _read(path: Path) -> dict:
+    """A config file's mapping (YAML or JSON); ValueError naming the file otherwise."""
     if not path.is_file():
         raise ValueError(f"--config: no such file {str(path)!r}")
     text = path.read_text()
@@ -456,13 +546,7 @@ def load(path: str | Path, cls: type[T]) -> T:
         raise ValueError(f"--config {path}: cannot be parsed: {error}") from None
     if not isinstance(data, dict):
         raise ValueError(f"--config {path}: expected a mapping, got {type(data).__name__}")
-    version = data.pop("version", CONFIG_VERSION)
-    if version != CONFIG_VERSION:
-        raise ValueError(
-            f"--config {path}: written by config version {version}; this version reads "
-            f"{CONFIG_VERSION}"
-        )
-    return from_dict(cls, data, f"--config {path}")
+    return data
 
 
 def from_dict(tp: Any, data: Any, where: str) -> Any:

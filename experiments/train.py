@@ -170,6 +170,11 @@ class _Printer:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    try:
+        cli.import_family_modules(argv)  # families of the user's own (cli.register_family)
+    except ValueError as error:
+        print(f"{Path(sys.argv[0]).name}: error: {error}", file=sys.stderr)
+        return 2
     launch = cli.parse(cli.Launch, argv)
     try:
         run_dir = run(launch, episode_length_set=sets_episode_length(argv))

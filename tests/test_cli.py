@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -365,3 +366,38 @@ def test_help_lists_the_variants_and_errors_name_the_flag(capsys):
     for family in ("two_rooms", "gridworld"):
         assert launcher.main([family, "--num-tasks", "0", "--quiet"]) == 2
         assert "`num_tasks`: expected 1..50 here, got 0" in capsys.readouterr().err
+
+
+def _readme_family_module() -> str:
+    text = (ROOT / "README.md").read_text()
+    match = re.search(r"<!-- tested: own family -->\s*```python\n(.*?)```", text, re.S)
+    assert match, "the README lost its tested own-family example"
+    return match.group(1)
+
+
+def test_a_family_of_one_s_own_is_launched_by_registering_it(tmp_path, monkeypatch):
+    """The README's example: a module that registers its options (``cli.register_family``),
+    named with ``--imports``; the saved config remembers it, so ``--config`` repeats the run."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cli, "FAMILY_OPTIONS", dict(cli.FAMILY_OPTIONS))  # undone after the test
+    monkeypatch.setattr(cli, "FamilyOptions", cli.FamilyOptions)
+    (tmp_path / "my_families.py").write_text(_readme_family_module())
+    launcher = _launcher()
+    argv = [
+        "two_arms", "--num-tasks", "3", "--imports", "my_families", "--total-env-steps", "960",
+        "--eval-every", "960", "--iterations-per-call", "10", "--num-envs", "8",
+        "--unroll-length", "2", "--episode-length", "1", "--hidden-sizes", "4",
+        "--runs-dir", "runs", "--name", "mine", "--quiet",
+    ]  # fmt: skip
+    assert launcher.main(argv) == 0
+    saved = (tmp_path / "runs" / "mine" / "config.yaml").read_text()
+    assert "two_arms" in saved and "my_families" in saved
+    assert launcher.main(["--config", "runs/mine/config.yaml", "--name", "again"]) == 0
+    assert (tmp_path / "runs" / "again" / "summary.json").is_file()
+    with pytest.raises(ValueError, match="taken"):
+        cli.register_family(
+            dataclasses.make_dataclass(
+                "Other", [], namespace={"name": "two_arms", "build": lambda s: None}
+            )
+        )
+    assert launcher.main(["two_arms", "--imports", "no_such_module"]) == 2
