@@ -186,7 +186,9 @@ def test_launcher_resumes_in_the_same_run_folder(tmp_path, capsys):
     # The same run in two launches: the second resumes the first's checkpoint.
     ckpt = ["--checkpoint-dir", str(tmp_path / "ckpt"), "--runs-dir", str(tmp_path / "b")]
     assert launcher.main([*argv, *ckpt, "--name", "x", "--total-env-steps", "3200"]) == 0
+    capsys.readouterr()
     assert launcher.main([*argv, *ckpt, "--name", "x", "--total-env-steps", "6400"]) == 0
+    assert "from env step 3,200" in capsys.readouterr().out  # says where it resumed
     assert [p.name for p in (tmp_path / "b").iterdir()] == ["x"]  # resumed in place
     resumed = _metric_lines(tmp_path / "b" / "x" / "metrics.jsonl")
     assert [line["step"] for line in resumed] == [0, 3200, 6400]
