@@ -18,6 +18,10 @@ the joint objective's weight. Centring by a minibatch mean, or a σ computed fro
 being differentiated, would correlate the scale with each sample's own advantage and shrink the
 policy gradient against the regulariser, as if β were smaller (docs/maths.md §6). As in A2C,
 steps are weighted uniformly rather than by γ^t (docs/maths.md §7).
+
+The ratio clip caps the rewards' pull on the policy but not the analytic regulariser's: with
+several minibatch steps per rollout the fixed point moves towards more entropy (measured in
+docs/maths.md §6). The sampled regulariser lives in the advantages and is clipped with them.
 """
 
 from __future__ import annotations
