@@ -38,8 +38,8 @@ class RunningStats:
             batch ``[N, E, T, *shape]``): only observations of weight 1 are folded in, and a
             batch of weight 0 everywhere leaves the statistics exactly as they are.
         """
+        x = batch.reshape((-1,) + self.mean.shape).astype(jnp.float32)
         if weights is None:
-            x = batch.reshape((-1,) + self.mean.shape).astype(jnp.float32)
             n = jnp.asarray(x.shape[0], jnp.float32)
             batch_mean = x.mean(axis=0)
             batch_var = x.var(axis=0)
@@ -47,7 +47,6 @@ class RunningStats:
             lead = batch.shape[: batch.ndim - self.mean.ndim]
             w = jnp.asarray(weights, jnp.float32)
             w = jnp.broadcast_to(w.reshape(w.shape + (1,) * (len(lead) - w.ndim)), lead)
-            x = batch.reshape((-1,) + self.mean.shape).astype(jnp.float32)
             w = w.reshape((-1,) + (1,) * self.mean.ndim)
             n = jnp.sum(w)
             batch_mean = jnp.sum(w * x, axis=0) / jnp.maximum(n, 1.0)

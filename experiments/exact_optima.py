@@ -75,25 +75,33 @@ class Study:
             raise ValueError(f"`seeds` must be >= 1, got {self.seeds}")
 
     def config(self) -> TrainConfig:
-        return TrainConfig(
-            variant="distral_klent_1col",
-            beta=BETA,
+        return one_state_config(
             learner=self.learner,
             regularizer=self.regularizer,
-            num_envs=64,
-            unroll_length=1,
-            iterations_per_call=500,
             total_env_steps=self.total_env_steps,
-            episode_length=1,
-            eval_every=10**9,
             learning_rate=self.learning_rate,
-            hidden_sizes=(8,),
             ppo_epochs=self.ppo_epochs,
             ppo_minibatches=self.ppo_minibatches,
             ppo_clip=self.ppo_clip,
             ppo_normalize_advantages=self.ppo_normalize_advantages,
             max_grad_norm=self.max_grad_norm,
         )
+
+
+def one_state_config(**settings) -> TrainConfig:
+    """Distral (α = 1/2, β = 3) on one-step episodes of one state, 64 environments per task,
+    500 updates per jitted call; ``settings`` override any field."""
+    base = dict(
+        variant="distral_klent_1col",
+        beta=BETA,
+        num_envs=64,
+        unroll_length=1,
+        iterations_per_call=500,
+        episode_length=1,
+        eval_every=10**9,
+        hidden_sizes=(8,),
+    )
+    return TrainConfig(**{**base, **settings})
 
 
 def policies_at_the_one_state(env, config: TrainConfig, policy_params):

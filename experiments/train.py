@@ -64,8 +64,9 @@ def sets_episode_length(argv: list[str]) -> bool:
     )
 
 
-def run(launch: cli.Launch, episode_length_set: bool = True) -> Path:
-    """Trains as ``launch`` says; returns the run folder.
+def run(launch: cli.Launch, episode_length_set: bool = True) -> Path | None:
+    """Trains as ``launch`` says; returns the run folder (None: the run had already finished,
+    nothing was written).
 
     In a multi-host job every process trains; process 0 alone writes the run folder.
     ``episode_length_set``: False when the command line left ``episode_length`` at its
@@ -87,15 +88,15 @@ def run(launch: cli.Launch, episode_length_set: bool = True) -> Path:
     if checkpoint_dir is not None:
         step = checkpoint.resume_step(checkpoint_dir, env, launch.train, launch.num_runs)
     resuming = step is not None
+    primary = jax.process_index() == 0
     if step is not None and step == launch.train.final_env_step(env.num_tasks):
         # A requeued job whose run already finished: nothing to train, nothing to rewrite.
         print(f"{run_dir}: this run already finished at env step {step:,d} (checkpoint in "
               f"{checkpoint_dir}); nothing to do")  # fmt: skip
-        return run_dir
-    if resuming and jax.process_index() == 0:
+        return None
+    if resuming and primary:
         print(f"resuming {run_dir} from env step {step:,d} (checkpoint in {checkpoint_dir})")
     writers = []
-    primary = jax.process_index() == 0
     if primary:
         if not (resuming and run_dir.is_dir()):
             run_dir = analysis.fresh_output_dir(run_dir)
@@ -184,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     except FloatingPointError as error:  # the trainer stopped a run that went non-finite
         print(f"{Path(sys.argv[0]).name}: training stopped: {error}", file=sys.stderr)
         return 1
-    if not launch.quiet:
+    if run_dir is not None and not launch.quiet:
         print(f"wrote {run_dir}/")
     return 0
 

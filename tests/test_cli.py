@@ -150,13 +150,18 @@ def _metric_lines(path: Path) -> list[dict]:
     return [{k: v for k, v in line.items() if k not in TIMING} for line in lines]
 
 
+def _tiny_two_rooms(runs_dir, name: str, total: int, eval_every: int = 3200) -> list[str]:
+    """The launcher's command line for a few seconds of two tiny two-rooms tasks."""
+    return [
+        "two_rooms", "--num-tasks", "2", "--total-env-steps", str(total), "--eval-every",
+        str(eval_every), "--iterations-per-call", "10", "--num-envs", "8", "--episode-length",
+        "30", "--hidden-sizes", "16", "--runs-dir", str(runs_dir), "--name", name,
+    ]  # fmt: skip
+
+
 def test_launcher_run_folder_and_rerun_from_its_config(tmp_path):
     launcher = _launcher()
-    argv = [
-        "two_rooms", "--num-tasks", "2", "--total-env-steps", "6400", "--eval-every", "3200",
-        "--iterations-per-call", "10", "--num-envs", "8", "--episode-length", "30",
-        "--hidden-sizes", "16", "--runs-dir", str(tmp_path), "--name", "tiny", "--quiet",
-    ]  # fmt: skip
+    argv = [*_tiny_two_rooms(tmp_path, "tiny", total=6400), "--quiet"]
     assert launcher.main(argv) == 0
     run = tmp_path / "tiny"
     assert {p.name for p in run.iterdir()} >= {
@@ -308,17 +313,16 @@ def test_a_finished_run_relaunched_is_done_and_rewrites_nothing(tmp_path, capsys
     refused: "past total_env_steps")."""
     launcher = _launcher()
     argv = [
-        "two_rooms", "--num-tasks", "2", "--total-env-steps", "5000", "--eval-every", "3200",
-        "--iterations-per-call", "10", "--num-envs", "8", "--episode-length", "30",
-        "--hidden-sizes", "16", "--runs-dir", str(tmp_path / "runs"), "--name", "done",
-        "--checkpoint-dir", str(tmp_path / "ckpt"), "--quiet",
-    ]  # fmt: skip
-    assert launcher.main(argv) == 0
+        *_tiny_two_rooms(tmp_path / "runs", "done", total=5000),
+        *("--checkpoint-dir", str(tmp_path / "ckpt")),
+    ]
+    assert launcher.main([*argv, "--quiet"]) == 0
     run = tmp_path / "runs" / "done"
     before = {p.name: p.read_bytes() for p in run.iterdir()}
     capsys.readouterr()
     assert launcher.main(argv) == 0
-    assert "already finished at env step 6,400" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "already finished at env step 6,400" in out and "wrote" not in out
     assert launcher.main(["--config", str(run / "config.yaml")]) == 0
     assert {p.name: p.read_bytes() for p in run.iterdir()} == before
     assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["done"]
@@ -329,11 +333,7 @@ def test_a_refused_launch_leaves_the_run_folder_alone(tmp_path, capsys):
     does not divide the tasks, a curriculum of the wrong length...): the earlier run's folder is
     not moved aside (it was, leaving an empty metrics.jsonl in its place)."""
     launcher = _launcher()
-    argv = [
-        "two_rooms", "--num-tasks", "2", "--total-env-steps", "3200", "--eval-every", "3200",
-        "--iterations-per-call", "10", "--num-envs", "8", "--episode-length", "30",
-        "--hidden-sizes", "16", "--runs-dir", str(tmp_path), "--name", "good", "--quiet",
-    ]  # fmt: skip
+    argv = [*_tiny_two_rooms(tmp_path, "good", total=3200), "--quiet"]
     assert launcher.main(argv) == 0
     before = {p.name: p.read_bytes() for p in (tmp_path / "good").iterdir()}
     capsys.readouterr()
@@ -347,11 +347,7 @@ def test_progress_redirected_to_a_file_has_no_bar_frames(tmp_path, capfd):
     """Not on a terminal (a log file, a batch job), the launcher prints one line per
     evaluation and no carriage-return progress-bar frames."""
     launcher = _launcher()
-    argv = [
-        "two_rooms", "--num-tasks", "2", "--total-env-steps", "3200", "--eval-every", "1600",
-        "--iterations-per-call", "10", "--num-envs", "8", "--episode-length", "30",
-        "--hidden-sizes", "16", "--runs-dir", str(tmp_path), "--name", "log",
-    ]  # fmt: skip
+    argv = _tiny_two_rooms(tmp_path, "log", total=3200, eval_every=1600)
     assert launcher.main(argv) == 0
     out, err = capfd.readouterr()
     assert "\r" not in out + err

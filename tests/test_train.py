@@ -75,28 +75,24 @@ BANDIT_SETTINGS = {
 }
 
 
-def _one_state_config(**settings) -> TrainConfig:
-    """Distral (α = 1/2, β = 3) on one-step episodes of one state, 64 environments per task."""
-    base = dict(
-        variant="distral_klent_1col",
-        beta=3.0,
-        num_envs=64,
-        unroll_length=1,
-        episode_length=1,
-        eval_every=10**9,
-        hidden_sizes=(8,),
-    )
-    return TrainConfig(**{**base, **settings})
-
-
-def _policies_at_the_one_state(env, config, policy_params):
-    """``(pi [runs, N, ...], pi0 [runs, ...])`` at obs = 1: ``experiments/exact_optima.py``'s."""
+def _exact_optima():
+    """``experiments/exact_optima.py``: the one-state configs and policies these tests share."""
     path = Path(__file__).resolve().parents[1] / "experiments" / "exact_optima.py"
     spec = importlib.util.spec_from_file_location("exact_optima", path)
     module = sys.modules.setdefault("exact_optima", importlib.util.module_from_spec(spec))
     if not hasattr(module, "policies_at_the_one_state"):
         spec.loader.exec_module(module)  # a dataclass's module must be in sys.modules
-    return module.policies_at_the_one_state(env, config, policy_params)
+    return module
+
+
+def _one_state_config(**settings) -> TrainConfig:
+    """Distral (α = 1/2, β = 3) on one-step episodes of one state, 64 environments per task."""
+    return _exact_optima().one_state_config(**settings)
+
+
+def _policies_at_the_one_state(env, config, policy_params):
+    """``(pi [runs, N, ...], pi0 [runs, ...])`` at obs = 1."""
+    return _exact_optima().policies_at_the_one_state(env, config, policy_params)
 
 
 @pytest.mark.slow

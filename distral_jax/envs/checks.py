@@ -110,7 +110,7 @@ def _observation_shape(fail, env: TaskFamily) -> tuple[int, ...]:
     return shape
 
 
-def declared(env: TaskFamily, shape: tuple[int, ...]) -> str:
+def _declared(env: TaskFamily, shape: tuple[int, ...]) -> str:
     """What the family declared about its observations, in the attribute it set: a family that
     only sets ``observation_size`` is told about ``observation_size``."""
     own_shape = type(env.unwrapped).observation_shape is not TaskFamily.observation_shape
@@ -124,7 +124,7 @@ def _check_state(fail, method: str, env: TaskFamily, state, shape: tuple[int, ..
         if not hasattr(state, field):
             fail(method, field, "is missing: return a distral_jax.envs.base.State")
     if tuple(state.obs.shape) != shape:
-        fail(method, "obs", f"has shape {tuple(state.obs.shape)} but {declared(env, shape)}")
+        fail(method, "obs", f"has shape {tuple(state.obs.shape)} but {_declared(env, shape)}")
     for field in ("reward", "done"):
         value = getattr(state, field)
         if tuple(value.shape) != ():

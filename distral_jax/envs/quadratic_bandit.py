@@ -43,8 +43,7 @@ class QuadraticBandit(TaskFamily):
         targets = np.asarray(targets, np.float32)
         if targets.ndim != 2 or targets.shape[0] < 1 or targets.shape[1] < 1:
             raise ValueError(
-                f"`targets` must have shape [num_tasks >= 1, action_size >= 1], got "
-                f"{targets.shape}"
+                f"`targets` must have shape [num_tasks >= 1, action_size >= 1], got {targets.shape}"
             )
         if not np.all(np.abs(targets) < 1):
             raise ValueError(f"`targets` must lie inside (-1, 1), got {targets.tolist()}")

@@ -5,12 +5,11 @@
 objective until update k (a curriculum, ``TrainConfig.task_start_steps``) has zero moments then,
 so its j-th step would be corrected as step k + j instead of j, too large by the factor
 (1 − b1^j)/(1 − b1^(k+j)) · √((1 − b2^(k+j))/(1 − b2^j)) (3.75× on average over its first
-100 steps at k = 1000). Here the moments
-and the count of task i's parameters (its policy θ_i or column f_θi, its value) advance only at
-updates where task i is in the objective, and θ_0's (and a shared network's) at updates where
-any task is: every parameter takes exactly the steps Adam would take had training started when
-it entered. With every task in the objective the updates are ``optax.scale_by_adam``'s (up to
-one float32 rounding).
+100 steps at k = 1000). Here the moments and the count of task i's parameters (its policy θ_i
+or column f_θi, its value) advance only at updates where task i is in the objective, and θ_0's
+(and a shared network's) at updates where any task is: every parameter takes exactly the steps
+Adam would take had training started when it entered. With every task in the objective the
+updates are ``optax.scale_by_adam``'s (up to one float32 rounding).
 """
 
 from __future__ import annotations
@@ -90,7 +89,7 @@ def scale_by_task_adam(
             ).astype(g.dtype)
             mu_hat = new_mu / correction(b1)
             nu_hat = new_nu / correction(b2)
-            step = jnp.where(mask, mu_hat / (jnp.sqrt(nu_hat + 0.0) + eps), 0.0)
+            step = jnp.where(mask, mu_hat / (jnp.sqrt(nu_hat) + eps), 0.0)
             return step, new_mu, new_nu, new_count
 
         flat, treedef = jax.tree_util.tree_flatten(updates)
