@@ -185,7 +185,11 @@ class TrainConfig:
       distill: whether π_0 is trained by distillation and the KL enters the reward (custom only).
       beta: β for presets.
       learner: "a2c" (the paper's advantage actor-critic) or "ppo".
-      regularizer: "analytic" (per-state KL and entropy) or "sampled" (the paper's).
+      regularizer: "analytic" (per-state KL and entropy) or "sampled" (the paper's: in the
+        regularised reward); None (the default) is the learner's own, ``learner_regularizer``:
+        analytic for A2C (lower variance), sampled for PPO, whose ratio clip caps the sampled
+        regulariser's pull with the rewards' but not the analytic one's (with several minibatch
+        steps per rollout the analytic fixed point moves towards more entropy, docs/maths.md §6).
       num_envs: environments per task (E).
       unroll_length: steps per rollout (T).
       iterations_per_call: updates per jitted call (the host regains control between calls).
@@ -237,7 +241,7 @@ class TrainConfig:
     distill: bool = True
     beta: float = 100.0
     learner: Learner = "a2c"
-    regularizer: Regularizer = "analytic"
+    regularizer: Regularizer | None = None
     num_envs: int = 16
     unroll_length: int = 10
     iterations_per_call: int = 50
@@ -276,9 +280,9 @@ class TrainConfig:
         _require(self.learner in ("a2c", "ppo"), "learner", "'a2c' or 'ppo'", self.learner)
         _require(self.core in ("mlp", "lstm", "gru"), "core", "'mlp', 'lstm' or 'gru'", self.core)
         _require(
-            self.regularizer in ("analytic", "sampled"),
+            self.regularizer in (None, "analytic", "sampled"),
             "regularizer",
-            "'analytic' or 'sampled'",
+            "'analytic', 'sampled' or None (the learner's default)",
             self.regularizer,
         )
         for name in (
@@ -348,6 +352,14 @@ class TrainConfig:
             distill_coef=self.distill_coef if variant.distill else 0.0,
             column_alpha=variant.column_alpha,
         )
+
+    @property
+    def learner_regularizer(self) -> Regularizer:
+        """The regulariser's estimator the learner uses: ``regularizer``, or when that is None
+        the learner's default ("analytic" for A2C, "sampled" for PPO)."""
+        if self.regularizer is not None:
+            return self.regularizer
+        return "sampled" if self.learner == "ppo" else "analytic"
 
     def final_env_step(self, num_tasks: int) -> int:
         """The env step a run of ``num_tasks`` tasks ends at: ``total_env_steps`` rounded up to

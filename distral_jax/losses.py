@@ -412,7 +412,10 @@ def distral_ppo_loss(
       v_tm1: ``[T]`` current values, differentiable.
       alpha, beta: Distral's α and β.
       clip_epsilon: PPO's ε.
-      regularizer: "analytic" or "sampled" (sampled: the regulariser lives in Â only).
+      regularizer: "analytic" or "sampled" (sampled: the regulariser lives in Â only, and is
+        clipped with the rewards; the analytic direct term is not, which over several epochs
+        moves the optimum towards more entropy, docs/maths.md §6). The same as was given to
+        ``regularized_returns`` for Â.
       value_coef, distill_coef: loss weights.
       advantage_scale: multiplier of the regulariser's direct term and of distillation.
     Returns:

@@ -156,6 +156,7 @@ def train(
     explicit_keys = keys is not None
     trainer = check_arguments(env, config, num_runs, mesh, initial_obs_stats)
     _warn_of_another_time_limit(env, config)
+    _warn_of_the_analytic_regularizer_under_ppo(config)
     hparams = runs_hparams(config, hparams, num_runs)
     if keys is None:
         keys = jax.random.split(jax.random.PRNGKey(config.seed), num_runs)
@@ -260,6 +261,21 @@ def _warn_of_another_time_limit(env: TaskFamily, config: TrainConfig) -> None:
             f"`episode_length`={config.episode_length} is not the family's own time limit "
             f"({int(limit)}): episodes are cut at {config.episode_length} steps, so returns "
             f"are not the environment's usual ones (pass episode_length={int(limit)} to match)",
+            stacklevel=3,
+        )
+
+
+def _warn_of_the_analytic_regularizer_under_ppo(config: TrainConfig) -> None:
+    """A warning when PPO takes several minibatch steps per rollout with the analytic
+    regulariser: its ratio clip then caps the rewards' pull but not the regulariser's, and the
+    fixed point moves towards more entropy (docs/maths.md §6)."""
+    steps = config.ppo_epochs * config.ppo_minibatches
+    if config.learner == "ppo" and config.learner_regularizer == "analytic" and steps > 1:
+        warnings.warn(
+            f"`regularizer`='analytic' with PPO's {steps} minibatch steps per rollout "
+            "(ppo_epochs × ppo_minibatches) optimises a policy with more entropy than the "
+            "joint objective's (docs/maths.md §6); regularizer='sampled', PPO's default, is "
+            "clipped with the rewards and keeps it on the objective",
             stacklevel=3,
         )
 

@@ -49,8 +49,8 @@ class Study:
     """the one-state problem"""
     learner: Literal["a2c", "ppo"] = "a2c"
     """the learner"""
-    regularizer: Literal["analytic", "sampled"] = "analytic"
-    """estimator of the KL and entropy terms"""
+    regularizer: Literal["analytic", "sampled"] | None = None
+    """estimator of the KL and entropy terms (None: the learner's default)"""
     seeds: int = 16
     """runs, averaged"""
     total_env_steps: int = 512_000
@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     for key, value in result.items():
         if key not in ("optimum", "pi", "pi0"):
             print(f"{key:30s} {np.round(value, 4)}")
-    name = f"{study.task}_{study.learner}_{study.regularizer}.json"
+    name = f"{study.task}_{study.learner}_{config.learner_regularizer}.json"
     out = Path(study.out or f"runs/exact_optima/{name}")
     analysis.write_json(out, {"study": cli.to_dict(study), **result})
     print(f"wrote {out}")

@@ -8,6 +8,7 @@ point-mass family (``envs.point_mass``) against the scripted controller's return
 from __future__ import annotations
 
 import functools
+import warnings
 
 import chex
 import jax
@@ -18,8 +19,10 @@ from absl.testing import parameterized
 
 from distral_jax import distributions as dists
 from distral_jax import losses
+from distral_jax import train as train_module
 from distral_jax.analysis import steps_to_threshold
 from distral_jax.configs import TrainConfig
+from distral_jax.envs.bandit import MultiTaskBandit
 from distral_jax.envs.point_mass import PointMassGoals
 from distral_jax.learners import ppo as ppo_learner
 from distral_jax.networks import MIN_STD
@@ -548,6 +551,26 @@ def test_advantage_scale_pools_tasks_in_the_objective():
     np.testing.assert_allclose(state.mean_square, [4.0, 0.25, 100.0], rtol=1e-6)
     scale, _ = ppo_learner.next_advantage_scale(state, 3 * advantages, w)
     np.testing.assert_allclose(scale, 1 / np.sqrt((4.0 + 0.25) / 2), rtol=1e-6)
+
+
+def test_ppo_defaults_to_the_sampled_regulariser_and_warns_of_the_analytic_one():
+    """``regularizer=None`` is the learner's own: sampled for PPO (clipped with the rewards),
+    analytic for A2C; PPO given the analytic one with several minibatch steps is warned."""
+    assert TrainConfig(learner="ppo").learner_regularizer == "sampled"
+    assert TrainConfig(learner="a2c").learner_regularizer == "analytic"
+    assert TrainConfig(learner="ppo", regularizer="analytic").learner_regularizer == "analytic"
+    env = MultiTaskBandit([[1.0, 0.0], [0.0, 1.0]])
+    tiny = dict(
+        learner="ppo", num_envs=4, unroll_length=1, episode_length=1, total_env_steps=8,
+        iterations_per_call=1, eval_every=8, eval_envs=2, hidden_sizes=(4,),
+    )  # fmt: skip
+    with pytest.warns(UserWarning, match="`regularizer`='analytic' with PPO's 16 minibatch"):
+        train(env, TrainConfig(regularizer="analytic", **tiny), show_progress=False)
+    with warnings.catch_warnings():  # one step per rollout, or the default: no warning
+        warnings.simplefilter("error")
+        single = dict(tiny, ppo_epochs=1, ppo_minibatches=1)
+        for config in (TrainConfig(regularizer="analytic", **single), TrainConfig(**tiny)):
+            train_module._warn_of_the_analytic_regularizer_under_ppo(config)
 
 
 # ----------------------------------------------------------------------------- training

@@ -28,10 +28,10 @@ def make_learner(
         return PPO(
             networks,
             optimizer,
-            regularizer=config.regularizer,
+            regularizer=config.learner_regularizer,
             epochs=config.ppo_epochs,
             minibatches=config.ppo_minibatches,
             clip=config.ppo_clip,
             normalize_advantages=config.ppo_normalize_advantages,
         )
-    return A2C(networks, optimizer, regularizer=config.regularizer)
+    return A2C(networks, optimizer, regularizer=config.learner_regularizer)

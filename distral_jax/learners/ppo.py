@@ -21,7 +21,8 @@ steps are weighted uniformly rather than by γ^t (docs/maths.md §7).
 
 The ratio clip caps the rewards' pull on the policy but not the analytic regulariser's: with
 several minibatch steps per rollout the fixed point moves towards more entropy (measured in
-docs/maths.md §6). The sampled regulariser lives in the advantages and is clipped with them.
+docs/maths.md §6). The sampled regulariser lives in the advantages and is clipped with them,
+which is why it is PPO's default (``TrainConfig.learner_regularizer``).
 """
 
 from __future__ import annotations

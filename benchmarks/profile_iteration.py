@@ -1,0 +1,250 @@
+"""Where one training iteration's time goes, part by part, for three standing cases.
+
+    python benchmarks/profile_iteration.py                      # every case
+    python benchmarks/profile_iteration.py --cases cartpole_a3c_ppo --repeats 5
+
+Each part is its own jitted program over the same state, vmapped over ``--runs`` seeds as
+``Trainer.compile`` does, and timed after compilation (best of ``--repeats`` calls of
+``--iterations`` applications each, ``lax.scan``-ed so that dispatch does not count):
+
+  * ``env``: the wrapped family alone (time limit, auto-reset) stepped T times, fixed actions;
+  * ``rollout``: ``acting.rollout``: the environment plus the task policies and sampling;
+  * ``targets``: the learner's values and returns/advantages of one rollout (PPO only);
+  * ``update``: ``learner.update`` on one stored rollout (targets included);
+  * ``iteration``: ``Trainer.iteration``: rollout + update + observation statistics;
+  * ``run``: ``Trainer.run`` per iteration: the iteration plus the per-update finite checks
+    and the chunk's metrics;
+  * ``evaluate``: one evaluation (``Trainer.evaluate``), per call, not per iteration.
+
+``iteration − rollout − update`` is the glue; ``run − iteration`` the per-update bookkeeping.
+Prints a table (milliseconds per iteration and env steps per second) and writes the rows to
+``--out`` as JSON. benchmarks/README.md keeps the figures and what was changed because of them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from distral_jax import acting
+from distral_jax.configs import TrainConfig
+from distral_jax.envs.base import batch_step
+from distral_jax.envs.registry import make_family
+from distral_jax.trainer import Trainer
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    family: str
+    family_kwargs: dict
+    config: TrainConfig
+
+
+CASES = {
+    # PureJaxRL's CartPole settings (issue's matched comparison with rejax): one task.
+    "cartpole_a3c_ppo": Case(
+        "gymnax",
+        dict(env_id="CartPole-v1", num_tasks=1),
+        TrainConfig(
+            variant="a3c",
+            learner="ppo",
+            num_envs=16,
+            unroll_length=128,
+            iterations_per_call=10,
+            episode_length=500,
+            hidden_sizes=(64, 64),
+            learning_rate=2.5e-4,
+            gamma=0.99,
+            lambda_=0.95,
+            max_grad_norm=0.5,
+            ppo_epochs=4,
+            ppo_minibatches=4,
+            ppo_clip=0.2,
+            eval_envs=16,
+        ),
+    ),
+    "halfcheetah_distral_ppo": Case(
+        "halfcheetah_vel",
+        dict(num_tasks=4),
+        TrainConfig(
+            variant="distral_klent_2col",
+            learner="ppo",
+            num_envs=64,
+            unroll_length=20,
+            iterations_per_call=2,
+            episode_length=1000,
+            hidden_sizes=(32, 32),
+            normalize_observations=True,
+            gamma=0.97,
+            eval_envs=4,
+        ),
+    ),
+    "gridworld_distral_a2c": Case(
+        "two_rooms",
+        dict(num_tasks=8),
+        TrainConfig(
+            variant="distral_klent_2col",
+            learner="a2c",
+            num_envs=32,
+            unroll_length=10,
+            iterations_per_call=50,
+            episode_length=50,
+            hidden_sizes=(64,),
+            eval_envs=16,
+        ),
+    ),
+}
+
+
+def _timed(fn, *args, repeats: int) -> tuple[float, float]:
+    """(compile seconds, best seconds per call) of a jitted ``fn(*args)``."""
+    start = time.perf_counter()
+    compiled = jax.jit(fn).lower(*args).compile()
+    compile_s = time.perf_counter() - start
+    jax.block_until_ready(compiled(*args))
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(*args))
+        best = min(best, time.perf_counter() - start)
+    return compile_s, best
+
+
+def profile(name: str, runs: int, iterations: int, repeats: int) -> list[dict]:
+    case = CASES[name]
+    env = make_family(case.family, **case.family_kwargs)
+    trainer = Trainer(env, case.config)
+    config = trainer.config
+    keys = jax.random.split(jax.random.PRNGKey(0), runs)
+    hparams = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (runs,)), config.hyperparams())
+    state = jax.jit(jax.vmap(trainer.init))(keys, hparams)
+    steps_per_iteration = trainer.env_steps_per_iteration * runs
+
+    def repeat(one):
+        """``iterations`` applications of ``one(state) -> (state, aux)``; the auxiliary outputs
+        are returned, so that what a part computes is not dead code to XLA."""
+        return lambda s: jax.lax.scan(lambda c, _: one(c), s, None, length=iterations)
+
+    def live(tree) -> jax.Array:
+        return sum(jnp.sum(x.astype(jnp.float32)) for x in jax.tree_util.tree_leaves(tree))
+
+    def env_only(s):
+        shape = (trainer.num_tasks, config.num_envs) + (() if env.discrete else (env.action_size,))
+        action = jnp.zeros(shape, jnp.int32 if env.discrete else jnp.float32)
+
+        def body(env_state, _):
+            return batch_step(trainer.env, env_state, action, s.tasks), None
+
+        env_state = jax.lax.scan(body, s.env_state, None, length=config.unroll_length)[0]
+        return s.replace(env_state=env_state), live(env_state.obs)
+
+    def rollout_only(s):
+        key, k = jax.random.split(s.key)
+        env_state, core_state, traj = _rollout(trainer, s, k)
+        return s.replace(env_state=env_state, core_state=core_state, key=key), live(traj)
+
+    stored = jax.jit(jax.vmap(lambda s: _rollout(trainer, s, s.key)[2]))(state)
+
+    def update_only(s, traj):
+        out = trainer.learner.update(
+            s.params,
+            s.opt_state,
+            s.hparams,
+            s.obs_stats,
+            traj,
+            s.key,
+            trainer.task_weights(s.iteration),
+            s.learner_state,
+        )
+        new = s.replace(params=out.params, opt_state=out.opt_state, learner_state=out.learner_state)
+        return new, live(out.metrics)
+
+    def targets_only(s, traj):
+        return s, live(trainer.learner.targets(s.params, s.hparams, s.obs_stats, traj))
+
+    def iteration(s):
+        s, metrics = trainer.iteration(s)
+        return s, live(metrics)
+
+    with_stored = lambda part: jax.vmap(lambda s, traj: repeat(lambda c: part(c, traj))(s))
+    parts = {
+        "env": lambda s, _: jax.vmap(repeat(env_only))(s),
+        "rollout": lambda s, _: jax.vmap(repeat(rollout_only))(s),
+        "update": with_stored(update_only),
+        "iteration": lambda s, _: jax.vmap(repeat(iteration))(s),
+    }
+    if hasattr(trainer.learner, "targets"):
+        parts["targets"] = with_stored(targets_only)
+    rows = []
+    for part, fn in parts.items():
+        compile_s, seconds = _timed(fn, state, stored, repeats=repeats)
+        rows.append(_row(name, part, compile_s, seconds / iterations, steps_per_iteration))
+    run = jax.vmap(trainer.run)  # config.iterations_per_call updates
+    compile_s, seconds = _timed(run, state, repeats=repeats)
+    rows.append(
+        _row(name, "run", compile_s, seconds / config.iterations_per_call, steps_per_iteration)
+    )
+    evaluate = jax.vmap(trainer.evaluate)
+    compile_s, seconds = _timed(evaluate, state, keys, repeats=repeats)
+    rows.append(_row(name, "evaluate (per call)", compile_s, seconds, None))
+    return rows
+
+
+def _rollout(trainer: Trainer, s, key):
+    return acting.rollout(
+        trainer.env,
+        trainer.networks,
+        s.policy_params,
+        s.env_state,
+        s.core_state,
+        s.tasks,
+        key,
+        trainer.config.unroll_length,
+    )
+
+
+def _row(case: str, part: str, compile_s: float, seconds: float, steps: int | None) -> dict:
+    row = {"case": case, "part": part, "ms": 1e3 * seconds, "compile_s": compile_s}
+    if steps is not None:
+        row["env_steps_per_s"] = steps / seconds
+    return row
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cases", nargs="+", default=list(CASES), choices=list(CASES))
+    parser.add_argument("--runs", type=int, default=4, help="seeds vmapped in each program")
+    parser.add_argument("--iterations", type=int, default=10, help="iterations per timed call")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default="benchmarks/results/profile_iteration.json")
+    args = parser.parse_args()
+    rows = []
+    for name in args.cases:
+        print(f"# {name}", flush=True)
+        for row in profile(name, args.runs, args.iterations, args.repeats):
+            rate = row.get("env_steps_per_s")
+            rate = f"{rate:12,.0f} steps/s" if rate else ""
+            print(
+                f"  {row['part']:20s} {row['ms']:9.2f} ms  {rate}  compile {row['compile_s']:.1f} s"
+            )
+            rows.append(row)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "jax": jax.__version__,
+        "device": str(jax.devices()[0]),
+        "runs": args.runs,
+        "rows": rows,
+    }
+    out.write_text(json.dumps(record, indent=1))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
