@@ -32,7 +32,7 @@ import jax
 import numpy as np
 import tyro
 
-from distral_jax import acting, analysis, cli, sweeps
+from distral_jax import acting, analysis, cli, presets, sweeps
 from distral_jax.checkpoint import CheckpointError
 from distral_jax.configs import VARIANTS, TrainConfig
 from distral_jax.envs import registry
@@ -63,22 +63,7 @@ PROFILES: dict[str, tuple[TrainConfig, int]] = {
         2,
     ),
     # The pure-JAX point mass (settings of tests/test_ppo.py): about a minute per variant.
-    "point_mass": (
-        _PPO.replace(
-            beta=50.0,
-            gamma=0.95,
-            num_envs=16,
-            total_env_steps=307_200,
-            episode_length=100,
-            eval_every=25_600,
-            eval_envs=16,
-            hidden_sizes=(32,),
-            learning_rate=1e-2,
-            ppo_minibatches=4,
-            iterations_per_call=20,
-        ),
-        8,
-    ),
+    "point_mass": (presets.point_mass_ppo().replace(eval_envs=16), 8),
     # A few minutes per variant on a 2-core CPU: short episodes, few environments.
     "small": (
         _PPO.replace(

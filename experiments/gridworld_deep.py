@@ -36,7 +36,7 @@ from typing import Annotated, Literal
 import numpy as np
 import tyro
 
-from distral_jax import analysis, cli, sweeps
+from distral_jax import analysis, cli, presets, sweeps
 from distral_jax.checkpoint import CheckpointError
 from distral_jax.configs import VARIANTS, TrainConfig
 from distral_jax.envs import gridworld
@@ -163,18 +163,7 @@ class Study:
     """the variants compared"""
     seeds: int = 8
     """runs per variant (vmapped)"""
-    train: Annotated[TrainConfig, tyro.conf.OmitArgPrefixes] = TrainConfig(
-        beta=100.0,
-        num_envs=16,
-        unroll_length=10,
-        iterations_per_call=10,
-        total_env_steps=320_000,
-        eval_every=12_800,
-        eval_envs=8,
-        hidden_sizes=(64,),
-        learning_rate=3e-3,
-        gamma=0.95,
-    )
+    train: Annotated[TrainConfig, tyro.conf.OmitArgPrefixes] = presets.grid_worlds()
     """shared by every variant; the variant and the episode length (50 for two_rooms, 60 for
     corridor) are set per run"""
     out: str = "runs/gridworld_deep"

@@ -41,7 +41,7 @@ from typing import Annotated, Literal
 import numpy as np
 import tyro
 
-from distral_jax import analysis, cli, sweeps
+from distral_jax import analysis, cli, presets, sweeps
 from distral_jax.configs import TrainConfig
 from distral_jax.envs import gridworld
 from distral_jax.envs.point_mass import PointMassGoals
@@ -72,33 +72,10 @@ PROFILES = {
     "full": dict(seeds=16, budget=1.0, heldout_budget=2.0),
 }
 # Short jitted calls: evaluations (at whole calls) must resolve the held-out tasks' progress.
-GRID = TrainConfig(
-    beta=100.0,
-    num_envs=16,
-    unroll_length=10,
-    iterations_per_call=10,
-    total_env_steps=320_000,
-    eval_every=12_800,
-    eval_envs=8,
-    hidden_sizes=(64,),
-    learning_rate=3e-3,
-    gamma=0.95,
-)
-POINT_MASS = TrainConfig(
-    learner="ppo",
-    beta=50.0,
-    num_envs=16,
-    unroll_length=20,
-    ppo_epochs=4,
-    ppo_minibatches=4,
-    hidden_sizes=(32,),
-    learning_rate=1e-2,
-    gamma=0.95,
-    episode_length=100,
-    iterations_per_call=5,
-    total_env_steps=307_200,
-    eval_every=12_800,
-    eval_envs=8,
+GRID = presets.grid_worlds()
+# No observation normalisation: a frozen π_0 must see its inputs as it was trained on them.
+POINT_MASS = presets.point_mass_ppo().replace(
+    normalize_observations=False, iterations_per_call=5, eval_every=12_800
 )
 
 

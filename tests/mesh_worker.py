@@ -18,24 +18,14 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from distral_jax.configs import TrainConfig
+from distral_jax import presets
 from distral_jax.envs.gridworld import spread_goals
 from distral_jax.envs.registry import make_family
 from distral_jax.train import train
 from distral_jax.trainer import Trainer
 
 RUNS = 2
-CONFIG = TrainConfig(
-    num_envs=4,
-    unroll_length=5,
-    iterations_per_call=4,
-    total_env_steps=3_840,
-    eval_every=1_920,
-    eval_envs=2,
-    hidden_sizes=(16,),
-    episode_length=30,
-    checkpoint_every=1_920,
-)
+CONFIG = presets.tiny(total_env_steps=3_840, eval_every=1_920, checkpoint_every=1_920)
 # What else shares quantities across tasks: PPO's pooled advantage scale, the observation
 # statistics, a curriculum (task 5 enters half-way, task 7 never) and a recurrent core.
 FEATURES = CONFIG.replace(

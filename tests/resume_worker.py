@@ -22,42 +22,28 @@ import jax.numpy as jnp
 import numpy as np
 from orbax.checkpoint._src.path import atomicity  # the commit step, for --kill-in-commit
 
-from distral_jax import checkpoint
-from distral_jax.configs import TrainConfig
+from distral_jax import checkpoint, presets
 from distral_jax.envs.gridworld import spread_goals
 from distral_jax.envs.registry import make_family
 from distral_jax.train import train
 
 TIMING = ("training/sps", "training/sps_all_runs", "training/compile_time_s")
 
+# Checkpoints every 640 steps, the two newest kept.
+_SAVES = dict(checkpoint_every=640, keep_checkpoints=2)
 CONFIGS = {
-    "gridworld": TrainConfig(
-        num_envs=4,
-        unroll_length=5,
-        iterations_per_call=4,
-        total_env_steps=9_600,
-        eval_every=960,
-        eval_envs=2,
-        hidden_sizes=(16,),
-        episode_length=30,
-        checkpoint_every=640,
-        keep_checkpoints=2,
-    ),
-    "point_mass": TrainConfig(
+    "gridworld": presets.tiny(total_env_steps=9_600, eval_every=960, **_SAVES),
+    "point_mass": presets.tiny(
         learner="ppo",
         normalize_observations=True,
-        num_envs=4,
         unroll_length=10,
         iterations_per_call=2,
         total_env_steps=4_800,
         eval_every=960,
-        eval_envs=2,
-        hidden_sizes=(16,),
         episode_length=40,
         ppo_minibatches=2,
         ppo_epochs=2,
-        checkpoint_every=640,
-        keep_checkpoints=2,
+        **_SAVES,
     ),
 }
 

@@ -7,25 +7,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from distral_jax import checkpoint
+from distral_jax import checkpoint, presets
 from distral_jax.checkpoint import CheckpointError, load_policy
-from distral_jax.configs import TrainConfig
 from distral_jax.envs.gridworld import spread_goals
 from distral_jax.envs.registry import make_family
 from distral_jax.sharding import make_mesh
 from distral_jax.train import train
 from distral_jax.trainer import Trainer
 
-CONFIG = TrainConfig(
-    num_envs=4,
-    unroll_length=5,
-    iterations_per_call=4,
-    total_env_steps=960,
-    eval_every=480,
-    eval_envs=2,
-    hidden_sizes=(8,),
-    episode_length=20,
-    checkpoint_every=480,
+CONFIG = presets.tiny(
+    total_env_steps=960, eval_every=480, checkpoint_every=480, hidden_sizes=(8,), episode_length=20
 )
 
 
