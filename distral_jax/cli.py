@@ -15,6 +15,7 @@ exit status 2, never a traceback.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
@@ -405,6 +406,60 @@ class StudySize:
     @property
     def name(self) -> str:
         return self.profile or ("small" if self.small else "tiny" if self.tiny else "full")
+
+    def resolve(self, profiles: dict[str, dict], **given: Any) -> tuple[str, dict]:
+        """The chosen profile's name and settings, with the ``given`` values that are set (not
+        empty or 0) in place of the profile's."""
+        settings = dict(profiles[self.name])
+        settings.update({key: value for key, value in given.items() if value})
+        return self.name, settings
+
+
+def chosen_profile(
+    argv: Sequence[str], choices: Sequence[str], shortcuts: Sequence[str]
+) -> str | None:
+    """The profile a study's command line names: ``--profile NAME`` or a shortcut flag
+    (``--small``: the profile ``small``); ``None`` where it names none.
+
+    For studies whose profile sets the defaults of their other flags, so that it is read before
+    ``parse``. Exits with status 2 where a ``--config`` file is given too (it holds its own
+    defaults) or where the flags name different profiles.
+    """
+    prog = Path(sys.argv[0]).name
+    pre = argparse.ArgumentParser(add_help=False)
+    for shortcut in shortcuts:
+        pre.add_argument(f"--{shortcut}", action="store_true")
+    pre.add_argument("--profile", default=None, choices=sorted(choices))
+    pre.add_argument("--config", default=None)
+    known, _ = pre.parse_known_args(list(argv))
+    chosen = [shortcut for shortcut in shortcuts if getattr(known, shortcut)]
+    if known.profile:
+        chosen.append(known.profile)
+    if known.config is not None and chosen:
+        flags = [f"--{shortcut}" for shortcut in shortcuts]
+        print(
+            f"{prog}: error: {', '.join(flags)} and --profile choose defaults; a --config file "
+            "holds its own: give one or the other",
+            file=sys.stderr,
+        )
+        raise SystemExit(2)
+    if len(set(chosen)) > 1:
+        print(f"{prog}: error: choose one profile, got {chosen}", file=sys.stderr)
+        raise SystemExit(2)
+    return chosen[0] if chosen else None
+
+
+def check_shared_train(train: TrainConfig, episode_length: str | None = None) -> None:
+    """Refuses what a study sets per run in the ``train`` config its runs share: the variant
+    (``--variants`` chooses them) and, where ``episode_length`` says why, the episode length.
+
+    Raises:
+      ValueError: ``--variant`` or ``--episode-length`` was changed from TrainConfig's default.
+    """
+    if train.variant != TrainConfig.variant:
+        raise ValueError("--variant is set per run: choose the variants with --variants")
+    if episode_length is not None and train.episode_length != TrainConfig.episode_length:
+        raise ValueError(f"--episode-length {episode_length}")
 
 
 @dataclasses.dataclass(frozen=True)

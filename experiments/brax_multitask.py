@@ -121,8 +121,7 @@ class Study:
     def __post_init__(self):
         if self.num_tasks < 1:
             raise ValueError(f"`num_tasks` must be >= 1, got {self.num_tasks}")
-        if self.train.variant != TrainConfig.variant:
-            raise ValueError("--variant is set per run: choose the variants with --variants")
+        cli.check_shared_train(self.train)
         if self.seeds < 1:
             raise ValueError(f"`seeds` must be >= 1, got {self.seeds}")
 
@@ -131,19 +130,9 @@ def profile_defaults(argv: list[str]) -> Study:
     """The study's defaults for the profile that ``--family``/``--small``/``--profile`` pick."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--family", default="halfcheetah_vel")
-    pre.add_argument("--small", action="store_true")
-    pre.add_argument("--profile", default=None, choices=sorted(PROFILES))
-    pre.add_argument("--config", default=None)
-    known, _ = pre.parse_known_args(argv)
-    if known.config is not None and (known.small or known.profile):
-        print(
-            "brax_multitask.py: error: --small and --profile choose defaults; a --config file "
-            "holds its own: give one or the other",
-            file=sys.stderr,
-        )
-        raise SystemExit(2)
-    name = known.profile or (
-        "small" if known.small else ("point_mass" if known.family == "point_mass" else "gpu")
+    family = pre.parse_known_args(argv)[0].family
+    name = cli.chosen_profile(argv, PROFILES, shortcuts=("small",)) or (
+        "point_mass" if family == "point_mass" else "gpu"
     )
     config, seeds = PROFILES[name]
     return Study(profile=name, seeds=seeds, train=config)

@@ -176,13 +176,11 @@ class Study:
     def __post_init__(self):
         if self.seeds < 1:
             raise ValueError(f"`seeds` must be >= 1, got {self.seeds}")
-        if self.train.variant != TrainConfig.variant:
-            raise ValueError("--variant is set per run: choose the variants with --variants")
-        if self.train.episode_length != TrainConfig.episode_length:
-            raise ValueError(
-                "--episode-length is set per design (two_rooms 50, corridor 60); it cannot be "
-                "changed here"
-            )
+        cli.check_shared_train(
+            self.train,
+            episode_length="is set per design (two_rooms 50, corridor 60); it cannot "
+            "be changed here",
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

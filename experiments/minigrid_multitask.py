@@ -31,7 +31,6 @@ otherwise, so a return of 0.5 means, e.g., solving every episode in about half t
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import sys
@@ -114,12 +113,9 @@ class Study:
             raise ValueError(f"`seeds` must be >= 1, got {self.seeds}")
         if self.strip_frames < 2:
             raise ValueError(f"`strip_frames` must be >= 2, got {self.strip_frames}")
-        if self.train.variant != TrainConfig.variant:
-            raise ValueError("--variant is set per run: choose the variants with --variants")
-        if self.train.episode_length != TrainConfig.episode_length:
-            raise ValueError(
-                "--episode-length is the family's time limit here: set it with --max-steps"
-            )
+        cli.check_shared_train(
+            self.train, episode_length="is the family's time limit here: set it with --max-steps"
+        )
 
 
 # Profile -> the study's defaults. Flags override any field.
@@ -176,26 +172,7 @@ PROFILES: dict[str, Study] = {
 
 def profile_defaults(argv: list[str]) -> Study:
     """The study's defaults for the profile that ``--small``/``--tiny``/``--profile`` pick."""
-    pre = argparse.ArgumentParser(add_help=False)
-    pre.add_argument("--small", action="store_true")
-    pre.add_argument("--tiny", action="store_true")
-    pre.add_argument("--profile", default=None, choices=sorted(PROFILES))
-    pre.add_argument("--config", default=None)
-    known, _ = pre.parse_known_args(argv)
-    chosen = [n for n, given in (("small", known.small), ("tiny", known.tiny)) if given]
-    if known.profile:
-        chosen.append(known.profile)
-    if known.config is not None and chosen:
-        print(
-            "minigrid_multitask.py: error: --small, --tiny and --profile choose defaults; a "
-            "--config file holds its own: give one or the other",
-            file=sys.stderr,
-        )
-        raise SystemExit(2)
-    if len(set(chosen)) > 1:
-        print(f"minigrid_multitask.py: error: choose one profile, got {chosen}", file=sys.stderr)
-        raise SystemExit(2)
-    name = chosen[0] if chosen else "gpu"
+    name = cli.chosen_profile(argv, PROFILES, shortcuts=("small", "tiny")) or "gpu"
     return dataclasses.replace(PROFILES[name], profile=name)
 
 

@@ -273,12 +273,9 @@ class Study:
             raise ValueError(f"`curriculum_delay` must be in [0, 1), got {self.curriculum_delay}")
 
     def resolved_profile(self) -> tuple[str, dict]:
-        name = self.size.name
-        profile = dict(PROFILES[name])
-        for field in ("learning_rates", "betas", "seeds"):
-            if getattr(self, field):
-                profile[field] = getattr(self, field)
-        return name, profile
+        return self.size.resolve(
+            PROFILES, learning_rates=self.learning_rates, betas=self.betas, seeds=self.seeds
+        )
 
 
 def main(argv: list[str] | None = None) -> int:

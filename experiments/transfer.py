@@ -258,11 +258,7 @@ class Study:
             raise ValueError(f"`seeds` must be >= 1 (0: the profile's), got {self.seeds}")
 
     def resolved_profile(self) -> tuple[str, dict]:
-        name = self.size.name
-        profile = dict(PROFILES[name])
-        if self.seeds:
-            profile["seeds"] = self.seeds
-        return name, profile
+        return self.size.resolve(PROFILES, seeds=self.seeds)
 
 
 def main(argv: list[str] | None = None) -> int:
