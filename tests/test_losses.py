@@ -76,21 +76,13 @@ def _trajectory(seed, T=4, A=3, dtype=np.float32):
     )
 
 
+# A trajectory's arrays in the order the losses take them, after the distribution.
+TRAJECTORY = ("pi_t", "pi0_t", "a_t", "r_t", "discount_t", "done_t", "v_tm1", "v_t")
+
+
 def _call_loss(dist, traj, alpha, beta, **kwargs):
-    return losses.distral_actor_critic_loss(
-        dist,
-        traj["pi_t"],
-        traj["pi0_t"],
-        traj["a_t"],
-        traj["r_t"],
-        traj["discount_t"],
-        traj["done_t"],
-        traj["v_tm1"],
-        traj["v_t"],
-        alpha,
-        beta,
-        **kwargs,
-    )
+    arrays = (traj[key] for key in TRAJECTORY)
+    return losses.distral_actor_critic_loss(dist, *arrays, alpha, beta, **kwargs)
 
 
 # ----------------------------------------------------------------------------- alpha_beta
@@ -542,14 +534,7 @@ class DistralActorCriticTest(chex.TestCase):
             from_loss = traj["v_tm1"] - 6 * jax.grad(loss)(traj["v_tm1"])
             returns, advantages = losses.regularized_returns(
                 dist,
-                traj["pi_t"],
-                traj["pi0_t"],
-                traj["a_t"],
-                traj["r_t"],
-                traj["discount_t"],
-                traj["done_t"],
-                traj["v_tm1"],
-                traj["v_t"],
+                *(traj[key] for key in TRAJECTORY),
                 alpha,
                 beta,
                 lambda_=lambda_,
