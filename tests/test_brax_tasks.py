@@ -54,6 +54,12 @@ def _torso(states):
     return pos[1:], pos[:-1]
 
 
+def _torso_velocity(family, states):
+    """Torso velocity over each step, ``[T, N, E, 3]``: the one the reward formulas read."""
+    after, before = _torso(states)
+    return (after - before) / family.dt
+
+
 def _check_transitions(states, expected):
     """Rewards equal ``expected`` on transitions not replaced by an auto-reset."""
     valid = np.asarray(states.done[1:]) == 0.0
@@ -103,8 +109,7 @@ def cheetah_mass():
 def test_halfcheetah_vel(cheetah_vel):
     family, states, actions = cheetah_vel
     _check_protocol(family, states, actions)
-    after, before = _torso(states)
-    v_x = (after[..., 0] - before[..., 0]) / family.dt
+    v_x = _torso_velocity(family, states)[..., 0]
     target = np.asarray(family.tasks().target_velocity)[None, :, None]
     expected = -np.abs(v_x - target) - 0.05 * np.sum(actions**2, axis=-1)
     _check_transitions(states, expected)
@@ -123,15 +128,14 @@ def test_halfcheetah_vel(cheetah_vel):
 def test_ant_dir(ant_dir):
     family, states, actions = ant_dir
     _check_protocol(family, states, actions)
-    after, before = _torso(states)
-    velocity = (after[..., :2] - before[..., :2]) / family.dt
+    velocity = _torso_velocity(family, states)[..., :2]
     direction = np.asarray(family.tasks().direction)[None, :, None]  # [1, N, 1, 2]
     np.testing.assert_allclose(np.linalg.norm(direction, axis=-1), 1.0, rtol=1e-6)
     forward = np.sum(velocity * direction, axis=-1)
     expected = forward + 1.0 - 0.5 * np.sum(actions**2, axis=-1)
     _check_transitions(states, expected)
     # Termination is Ant's: the torso height left [0.2, 1.0].
-    z = after[..., 2]
+    z = _torso(states)[0][..., 2]
     unhealthy = ((z < 0.2) | (z > 1.0)).astype(np.float32)
     not_truncated = np.asarray(states.info["truncation"][1:]) == 0.0
     np.testing.assert_array_equal(
@@ -158,8 +162,7 @@ def test_ant_goal(ant_goal):
 def test_halfcheetah_mass_dynamics_differ(cheetah_mass):
     family, states, actions = cheetah_mass
     _check_protocol(family, states, actions)
-    after, before = _torso(states)
-    v_x = (after[..., 0] - before[..., 0]) / family.dt
+    v_x = _torso_velocity(family, states)[..., 0]
     expected = v_x - 0.1 * np.sum(actions**2, axis=-1)
     _check_transitions(states, expected)
     # Same start and same actions, different masses: different trajectories.
