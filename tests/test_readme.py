@@ -12,12 +12,23 @@ import pytest
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_family_example_learns():
+def _example(name: str) -> str:
+    """The code of the README's Python block marked ``<!-- tested: NAME -->``."""
     text = README.read_text()
-    match = re.search(r"<!-- tested: family example -->\s*```python\n(.*?)```", text, re.S)
-    assert match, "the README lost its tested family example"
+    match = re.search(rf"<!-- tested: {name} -->\s*```python\n(.*?)```", text, re.S)
+    assert match, f"the README lost its tested {name}"
+    return match.group(1)
+
+
+def _run(code: str) -> dict:
+    """The namespace that the README's ``code`` leaves."""
     namespace: dict = {}
-    exec(compile(match.group(1), "README.md", "exec"), namespace)  # noqa: S102
+    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102
+    return namespace
+
+
+def test_family_example_learns():
+    namespace = _run(_example("family example"))
     returns = np.asarray(namespace["metrics"]["eval/episode_return"])
     assert returns.shape == (3,) and np.all(returns > 0.5), returns
 
@@ -28,10 +39,7 @@ def test_load_policy_example_acts(tmp_path, monkeypatch):
     from distral_jax.envs.registry import make_family  # noqa: PLC0415
     from distral_jax.train import train  # noqa: PLC0415
 
-    text = README.read_text()
-    match = re.search(r"<!-- tested: load_policy example -->\s*```python\n(.*?)```", text, re.S)
-    assert match, "the README lost its tested load_policy example"
-    code = match.group(1)
+    code = _example("load_policy example")
     family = 'make_family("halfcheetah_vel", num_tasks=4)'
     assert family in code
     code = code.replace(family, 'make_family("point_mass", num_tasks=4)')
@@ -42,18 +50,13 @@ def test_load_policy_example_acts(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     train(make_family("point_mass", num_tasks=4), config, checkpoint_dir="ckpt/cheetah",
           show_progress=False)  # fmt: skip
-    namespace: dict = {}
-    exec(compile(code, "README.md", "exec"), namespace)  # noqa: S102
+    namespace = _run(code)
     assert namespace["episodes"].returns.shape == (4, 2)
 
 
 @pytest.mark.slow
 def test_recurrent_example_remembers_the_cue():
-    text = README.read_text()
-    match = re.search(r"<!-- tested: recurrent example -->\s*```python\n(.*?)```", text, re.S)
-    assert match, "the README lost its tested recurrent example"
-    namespace: dict = {}
-    exec(compile(match.group(1), "README.md", "exec"), namespace)  # noqa: S102
+    namespace = _run(_example("recurrent example"))
     assert np.all(np.asarray(namespace["metrics"]["eval/success_greedy"]) >= 0.95)
     assert namespace["action"].shape == (2, 1)
     assert np.all(np.asarray(namespace["episodes"].success).mean(axis=1) >= 0.95)
