@@ -160,24 +160,31 @@ def tabular_section(data: dict) -> str:
     )
 
 
+def each(entries: Mapping[str, dict], render: Callable[[str, dict], str]) -> str:
+    """``render(name, entry)`` of every design or family of a summary, blank lines between."""
+    return "\n\n".join(render(name, entry) for name, entry in entries.items())
+
+
 def deep_section(data: dict) -> str:
     """Per design: steps to 90% of optimal on every task, final returns, Distral / baselines."""
-    parts = []
-    for design, d in data["designs"].items():
-        rows = [
-            [v, steps_cell(r["steps_to_90_greedy"]), steps_cell(r["steps_to_90_sampled"]),
-             num(r["final_return_mean"]), num(r["final_return_worst_task"]),
-             num(r.get("final_pi0_return_mean"))]
-            for v, r in d["results"].items()
-        ]  # fmt: skip
-        head = ["variant", "steps to 90%, greedy", "steps to 90%, sampled", "final return",
-                "final worst task", "final π0 return"]  # fmt: skip
-        parts.append(
-            f"**{design}** ({d['num_tasks']} tasks, episodes of {d['episode_length']} steps)\n\n"
-            f"Env steps (all tasks) until the return is 90% of the optimum on every task, median "
-            f"[q25, q75] reached/runs:\n\n{table(head, rows)}\n\n{ratio_table(d['ratios'])}"
-        )
-    return "\n\n".join(parts)
+    return each(data["designs"], deep_design)
+
+
+def deep_design(design: str, d: dict) -> str:
+    """One design's table of steps to 90% and final returns, and its ratios."""
+    rows = [
+        [v, steps_cell(r["steps_to_90_greedy"]), steps_cell(r["steps_to_90_sampled"]),
+         num(r["final_return_mean"]), num(r["final_return_worst_task"]),
+         num(r.get("final_pi0_return_mean"))]
+        for v, r in d["results"].items()
+    ]  # fmt: skip
+    head = ["variant", "steps to 90%, greedy", "steps to 90%, sampled", "final return",
+            "final worst task", "final π0 return"]  # fmt: skip
+    return (
+        f"**{design}** ({d['num_tasks']} tasks, episodes of {d['episode_length']} steps)\n\n"
+        f"Env steps (all tasks) until the return is 90% of the optimum on every task, median "
+        f"[q25, q75] reached/runs:\n\n{table(head, rows)}\n\n{ratio_table(d['ratios'])}"
+    )
 
 
 def ratio_table(ratios: Mapping[str, float | None]) -> str:
@@ -246,53 +253,55 @@ def robustness_budget(data: dict) -> str:
 
 def robustness_section(data: dict) -> str:
     """Per family: fractions reaching the bar, steps to it, AUC and the sorted final scores."""
-    parts = []
-    for name, f in data["families"].items():
-        rows = []
-        for v, r in f["variants"].items():
-            auc = r["area_under_score_curve"]
-            scores = r["sorted_setting_scores"]
-            rows.append(
-                [
-                    v,
-                    num(r["fraction_of_runs_reaching"]),
-                    num(r["fraction_of_settings_reaching"]),
-                    steps_cell(r["steps_to_bar"]),
-                    f"{num(auc['median'])} [{num(auc['q25'])}, {num(auc['q75'])}]",
-                    ", ".join(f"{x:.2f}" for x in scores),
-                ]
-            )
-        text = (
-            f"#### {name}\n\nBar: {f['bar']} on every task. Score: return / reference "
-            "(grid worlds), (return − random) / (scripted − random) (point mass).\n\n"
+    return each(data["families"], robustness_family)
+
+
+def robustness_family(name: str, f: dict) -> str:
+    """One family's robustness table (and its late tasks' steps, with a curriculum)."""
+    rows = []
+    for v, r in f["variants"].items():
+        auc = r["area_under_score_curve"]
+        scores = r["sorted_setting_scores"]
+        rows.append(
+            [
+                v,
+                num(r["fraction_of_runs_reaching"]),
+                num(r["fraction_of_settings_reaching"]),
+                steps_cell(r["steps_to_bar"]),
+                f"{num(auc['median'])} [{num(auc['q25'])}, {num(auc['q75'])}]",
+                ", ".join(f"{x:.2f}" for x in scores),
+            ]
+        )
+    text = (
+        f"#### {name}\n\nBar: {f['bar']} on every task. Score: return / reference "
+        "(grid worlds), (return − random) / (scripted − random) (point mass).\n\n"
+        + table(
+            [
+                "variant",
+                "runs reaching",
+                "settings reaching",
+                "steps to bar",
+                "AUC of score",
+                "final score per setting, best first",
+            ],
+            rows,
+        )
+    )
+    late = {
+        v: r["late_tasks_steps_after_introduction"]
+        for v, r in f["variants"].items()
+        if "late_tasks_steps_after_introduction" in r
+    }
+    if late:
+        text += (
+            f"\n\nLate tasks (entering at {max(f['task_start_steps']):,} env steps): steps "
+            "after their introduction until every late task is at the bar, all runs.\n\n"
             + table(
-                [
-                    "variant",
-                    "runs reaching",
-                    "settings reaching",
-                    "steps to bar",
-                    "AUC of score",
-                    "final score per setting, best first",
-                ],
-                rows,
+                ["variant", "steps after introduction"],
+                [[v, steps_cell(x)] for v, x in late.items()],
             )
         )
-        late = {
-            v: r["late_tasks_steps_after_introduction"]
-            for v, r in f["variants"].items()
-            if "late_tasks_steps_after_introduction" in r
-        }
-        if late:
-            text += (
-                f"\n\nLate tasks (entering at {max(f['task_start_steps']):,} env steps): steps "
-                "after their introduction until every late task is at the bar, all runs.\n\n"
-                + table(
-                    ["variant", "steps after introduction"],
-                    [[v, steps_cell(x)] for v, x in late.items()],
-                )
-            )
-        parts.append(text)
-    return "\n\n".join(parts)
+    return text
 
 
 def transfer_budget(data: dict) -> str:
@@ -310,25 +319,27 @@ def transfer_budget(data: dict) -> str:
 
 def transfer_section(data: dict) -> str:
     """Per family: steps to the bar on the held-out tasks, and the paired ratios."""
-    parts = []
-    for name, f in data["families"].items():
-        teachers = ", ".join(f"{t} {num(q['median'])}" for t, q in f["phase1_final_score"].items())
-        ratios = [
-            [pair, num(r["ratio_of_medians"]), *ratio_quartiles(r["per_seed"])]
-            for pair, r in f["ratios"].items()
-        ]
-        parts.append(
-            f"#### {name}\n\nTrained on tasks {f['trained_on']}, held out {f['held_out']}; bar: "
-            f"{f['bar']} on every held-out task. Phase-1 final score (median): {teachers}.\n\n"
-            + table(
-                ["method", "env steps to the bar (held-out tasks)"],
-                [[m, steps_cell(x)] for m, x in f["steps_to_bar"].items()],
-            )
-            + "\n\n"
-            + table(["ratio", "of medians", "per seed median", "q25", "q75", "seeds"], ratios)
-            + (f"\n\nRatios count {f['ratios_count']}." if "ratios_count" in f else "")
+    return each(data["families"], transfer_family)
+
+
+def transfer_family(name: str, f: dict) -> str:
+    """One family's held-out steps to the bar and paired ratios."""
+    teachers = ", ".join(f"{t} {num(q['median'])}" for t, q in f["phase1_final_score"].items())
+    ratios = [
+        [pair, num(r["ratio_of_medians"]), *ratio_quartiles(r["per_seed"])]
+        for pair, r in f["ratios"].items()
+    ]
+    return (
+        f"#### {name}\n\nTrained on tasks {f['trained_on']}, held out {f['held_out']}; bar: "
+        f"{f['bar']} on every held-out task. Phase-1 final score (median): {teachers}.\n\n"
+        + table(
+            ["method", "env steps to the bar (held-out tasks)"],
+            [[m, steps_cell(x)] for m, x in f["steps_to_bar"].items()],
         )
-    return "\n\n".join(parts)
+        + "\n\n"
+        + table(["ratio", "of medians", "per seed median", "q25", "q75", "seeds"], ratios)
+        + (f"\n\nRatios count {f['ratios_count']}." if "ratios_count" in f else "")
+    )
 
 
 def ratio_quartiles(q: Mapping) -> list[str]:
