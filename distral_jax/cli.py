@@ -74,27 +74,32 @@ class GridWorldOptions:
 
 
 @dataclasses.dataclass(frozen=True)
-class TwoRoomsOptions:
-    """The grid-world study's two-room design (episodes of 50 steps in the study)."""
+class _DesignOptions:
+    """A grid-world study design: a registered family whose one option is ``num_tasks``."""
 
-    name: ClassVar[str] = "two_rooms"
+    name: ClassVar[str] = ""
     num_tasks: int = 8
-    """tasks; goals spread over both rooms"""
 
     def build(self) -> TaskFamily:
         return registry.make_family(self.name, num_tasks=self.num_tasks)
 
 
 @dataclasses.dataclass(frozen=True)
-class CorridorOptions:
+class TwoRoomsOptions(_DesignOptions):
+    """The grid-world study's two-room design (episodes of 50 steps in the study)."""
+
+    name: ClassVar[str] = "two_rooms"
+    num_tasks: int = 8
+    """tasks; goals spread over both rooms"""
+
+
+@dataclasses.dataclass(frozen=True)
+class CorridorOptions(_DesignOptions):
     """The grid-world study's corridor design (episodes of 60 steps in the study)."""
 
     name: ClassVar[str] = "corridor"
     num_tasks: int = 8
     """tasks; goals at growing distances along the corridor"""
-
-    def build(self) -> TaskFamily:
-        return registry.make_family(self.name, num_tasks=self.num_tasks)
 
 
 @dataclasses.dataclass(frozen=True)
