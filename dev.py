@@ -51,7 +51,9 @@ def main(argv: list[str]) -> int:
     if command == "run":
         cmd = [python, *MAIN_STUDY, *rest]
     else:
-        cmd = [python, "-m", "pytest", "-q", *rest]
+        # Two workers: compilation is mostly single-threaded, so a second process keeps the
+        # second core busy; each module stays on one worker (tests/conftest.py).
+        cmd = [python, "-m", "pytest", "-q", "-n", "2", "--dist", "loadscope", *rest]
     return subprocess.run(cmd, cwd=ROOT).returncode
 
 

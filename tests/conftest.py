@@ -19,6 +19,20 @@ os.environ["XLA_FLAGS"] = (
 import jax  # noqa: E402
 import pytest  # noqa: E402
 
+from distral_jax import trainer  # noqa: E402
+
+# XLA's own default: what ``long_run`` tests compile the trainer's ``run`` program with.
+FULL_OPTIMISATION = {"xla_backend_optimization_level": 3}
+
+
+@pytest.fixture(autouse=True)
+def _optimised_long_runs(request, monkeypatch):
+    """Tests marked ``long_run`` train for long enough that running, not compiling, dominates:
+    at level 0 their programs ran 2-7x slower. Their ``run`` program is compiled at XLA's full
+    optimisation (``trainer.RUN_COMPILER_OPTIONS``)."""
+    if request.node.get_closest_marker("long_run"):
+        monkeypatch.setattr(trainer, "RUN_COMPILER_OPTIONS", FULL_OPTIMISATION)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def _compilation_cache(tmp_path_factory):
@@ -29,3 +43,31 @@ def _compilation_cache(tmp_path_factory):
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
     yield
+
+
+# The modules that take longest (measured, in this order): under pytest-xdist they are handed
+# out first, so that no long module starts when the other worker is nearly done.
+LONGEST_FIRST = (
+    "test_train",
+    "test_mesh",
+    "test_checkpoint",
+    "test_resume",
+    "test_cli",
+    "test_recurrent",
+    "test_compare_benchmark",
+    "test_multihost",
+    "test_studies",
+    "test_ppo",
+    "test_brax_training",
+    "test_minigrid_experiment",
+    "test_sweeps",
+    "test_brax_tasks",
+)
+
+
+def pytest_collection_modifyitems(items):
+    """``dev.py test`` runs two workers with ``--dist loadscope``: a module's tests stay on one
+    worker (its module-scoped fixtures — a trained run, a compiled family, a subprocess — are
+    built once), and modules go to whichever worker is free, longest first."""
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.module.__name__, len(rank)))  # stable

@@ -84,16 +84,15 @@ def main(workdir: str) -> int:
                 jax.tree_util.tree_leaves(params.params.task)[0].addressable_shards
             ),
         }
-    _, reference, ref_metrics = train(env, FEATURES, num_runs=RUNS, show_progress=False)
+    _, features_reference, ref_metrics = train(env, FEATURES, num_runs=RUNS, show_progress=False)
     mesh = meshes["runs_2_tasks_4"]
     _, params, metrics = train(env, FEATURES, num_runs=RUNS, mesh=mesh, show_progress=False)
     out["features_runs_2_tasks_4"] = {
-        "param_difference": _difference(params, reference),
+        "param_difference": _difference(params, features_reference),
         "return_difference": float(
             np.max(np.abs(metrics["eval/episode_return"] - ref_metrics["eval/episode_return"]))
         ),
     }
-    _, reference, _ = train(env, CONFIG, num_runs=RUNS, show_progress=False)
     # Half the run on one placement, the rest on another, from its checkpoint.
     half = CONFIG.replace(total_env_steps=CONFIG.total_env_steps // 2)
     mesh = meshes["runs_2_tasks_4"]

@@ -99,6 +99,7 @@ def _policies_at_the_one_state(env, config, policy_params):
 
 
 @pytest.mark.slow
+@pytest.mark.long_run
 @pytest.mark.parametrize("case", sorted(BANDIT_SETTINGS))
 def test_bandit_reaches_the_distral_fixed_point(case):
     """π_i and π_0, averaged over seeds, at the optimum of docs/maths.md §8 (``BANDIT_SETTINGS``:
@@ -156,6 +157,7 @@ QUADRATIC_LEARNERS = {
 
 
 @pytest.mark.slow
+@pytest.mark.long_run
 @pytest.mark.parametrize("learner", sorted(QUADRATIC_LEARNERS))
 def test_continuous_bandit_reaches_the_tanh_gaussian_optimum(learner):
     """Means and standard deviations of π_i and π_0 (8 seeds averaged) at the exact optimum of
