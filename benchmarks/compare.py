@@ -17,6 +17,8 @@ On the same environments, batch sizes, unroll and networks, for each family of t
     over the tasks once per update, as public Distral implementations train their workers.
   * ``scaling``: N = 1, 4, 16, 64 tasks with the same total environments, and with the same
     environments per task.
+  * ``peers``: rejax's PPO against this trainer's ``a3c`` PPO at rejax's (PureJaxRL's) settings
+    on gymnax CartPole-v1 and Pendulum-v1, seeds vmapped (``peers.py``; needs rejax).
 
 Rates on a shared machine drift by tens of percent within minutes, so ratios come from windows
 timed in alternation: each trainer row with the raw environment (``raw_sps``), the per-task loop
@@ -58,6 +60,7 @@ from distral_jax.trainer import Trainer, runs_hparams
 
 sys.path.insert(0, str(Path(__file__).parent))
 import compare_report  # noqa: E402
+import peers  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +87,9 @@ class Profile:
     scaling_steps_per_call: int  # env steps per timed call, whatever the tasks and envs
     repeats: int
     brax_ppo: bool
+    peers: tuple[str, ...] = ()  # gymnax ids for rejax's PPO at its settings (peers.py)
+    peer_steps: int = 500_000  # env steps per seed
+    peer_seeds: int = 4
 
 
 def _config(**kw) -> TrainConfig:
@@ -137,6 +143,7 @@ PROFILES = {
         scaling_steps_per_call=250_000,
         repeats=3,
         brax_ppo=True,
+        peers=("CartPole-v1", "Pendulum-v1"),
     ),
     "default": Profile(
         families=(
@@ -158,6 +165,7 @@ PROFILES = {
         scaling_steps_per_call=5_000_000,
         repeats=3,
         brax_ppo=True,
+        peers=("CartPole-v1", "Pendulum-v1"),
     ),
 }
 
@@ -507,7 +515,22 @@ def run(profile_name: str) -> dict:
             )
         out["families"].append(entry)
     out["scaling"] = scaling_rows(profile, profile.repeats)
+    out["peers"] = peer_rows(profile)
     return out
+
+
+def peer_rows(profile: Profile) -> list[dict]:
+    """rejax's PPO and this trainer at rejax's settings (``peers.py``), each in turn; none
+    when the profile has no peers or rejax is not installed (said on stdout)."""
+    if not profile.peers:
+        return []
+    try:
+        import rejax  # noqa: F401, PLC0415
+    except ImportError:
+        print("peers: rejax is not installed (pip install rejax==0.1.3 --no-deps): skipped")
+        return []
+    print(f"peers: {profile.peer_seeds} seeds x {profile.peer_steps:,} steps", flush=True)
+    return peers.measure(profile.peers, profile.peer_steps, profile.peer_seeds)
 
 
 def main() -> None:

@@ -68,10 +68,51 @@ def ratios(result: dict) -> list[tuple[str, float, float | None, str]]:
         ),
         (_ratio(brax, trainer, key="compile_s"), "compile seconds, Brax's over the trainer's"),
     )
-    return [
+    rows = [
         (name, threshold, v, how)
         for (name, threshold), (v, how) in zip(TARGETS, values, strict=True)
     ]
+    return rows + peer_ratios(result.get("peers", []))
+
+
+def peer_ratios(rows: list[dict]) -> list[tuple[str, float, float | None, str]]:
+    """Per environment: this trainer's rate over rejax's, and rejax's compile over ours."""
+    out = []
+    for env in dict.fromkeys(r["env"] for r in rows):
+        ours = next(
+            (r for r in rows if r["env"] == env and r["method"].startswith("trainer")), None
+        )
+        peer = next((r for r in rows if r["env"] == env and r["method"] == "rejax ppo"), None)
+        how = (
+            f"{ours and ours['seeds']} seeds vmapped, compilation excluded, run one after the other"
+        )
+        out.append((f"trainer / rejax PPO ({env}, a3c PPO)", 1.0, _ratio(ours, peer), how))
+        out.append(
+            (
+                f"rejax compile / trainer compile ({env})",
+                1.0,
+                _ratio(peer, ours, key="compile_s"),
+                "compile seconds, rejax's over the trainer's",
+            )
+        )
+    return out
+
+
+def _peer_table(rows: list[dict]) -> list[str]:
+    lines = [
+        "### Peers: rejax's PPO at its settings (`benchmarks/peers.py`)",
+        "",
+        "| method | env | seeds × steps | env steps/s (all seeds) | compile s "
+        "| final return (mean; per seed) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        per_seed = ", ".join(f"{x:.0f}" for x in r["final_return"])
+        lines.append(
+            f"| {r['method']} | {r['env']} | {r['seeds']} × {r['steps_per_seed']:,} | "
+            f"{_rate(r['sps'])} | {r['compile_s']:.1f} | {r['final_return_mean']:.1f}; {per_seed} |"
+        )
+    return lines + [""]
 
 
 def _memory(row: dict) -> str:
@@ -139,6 +180,8 @@ def section(result: dict) -> str:
                 f"{s['compile_s']:.1f} | {_memory(s)} |"
             )
         lines.append("")
+    if result.get("peers"):
+        lines += _peer_table(result["peers"])
     lines += [
         "### Targets",
         "",
