@@ -52,8 +52,10 @@ def main(argv: list[str]) -> int:
         cmd = [python, *MAIN_STUDY, *rest]
     else:
         # Two workers: compilation is mostly single-threaded, so a second process keeps the
-        # second core busy; each module stays on one worker (tests/conftest.py).
-        cmd = [python, "-m", "pytest", "-q", "-n", "2", "--dist", "loadscope", *rest]
+        # second core busy; each module stays on one worker, handed out in the order
+        # tests/conftest.py gives (longest first), not by number of tests.
+        workers = ["-n", "2", "--dist", "loadscope", "--no-loadscope-reorder"]
+        cmd = [python, "-m", "pytest", "-q", *workers, *rest]
     return subprocess.run(cmd, cwd=ROOT).returncode
 
 

@@ -107,6 +107,23 @@ _CHEETAH = dict(
     gamma=0.97,
 )
 
+QUICK = Profile(
+    families=(
+        Family("gridworld", 8, 32, _config(**_GRID), iterations=100),
+        Family("point_mass", 8, 32, _config(**_POINT), iterations=50),
+        Family("halfcheetah_vel", 4, 64, _config(**_CHEETAH), iterations=4),
+    ),
+    loop_family="gridworld",
+    scaling_family=Family("point_mass", 0, 0, _config(**_POINT)),
+    scaling_tasks=(1, 4, 16, 64),
+    scaling_total_envs=256,
+    scaling_envs_per_task=16,
+    scaling_steps_per_call=250_000,
+    repeats=3,
+    brax_ppo=True,
+    peers=("CartPole-v1", "Pendulum-v1"),
+)
+
 PROFILES = {
     "tiny": Profile(
         families=(
@@ -129,23 +146,10 @@ PROFILES = {
         repeats=1,
         brax_ppo=False,
     ),
-    "quick": Profile(
-        families=(
-            Family("gridworld", 8, 32, _config(**_GRID), iterations=100),
-            Family("point_mass", 8, 32, _config(**_POINT), iterations=50),
-            Family("halfcheetah_vel", 4, 64, _config(**_CHEETAH), iterations=4),
-        ),
-        loop_family="gridworld",
-        scaling_family=Family("point_mass", 0, 0, _config(**_POINT)),
-        scaling_tasks=(1, 4, 16, 64),
-        scaling_total_envs=256,
-        scaling_envs_per_task=16,
-        scaling_steps_per_call=250_000,
-        repeats=3,
-        brax_ppo=True,
-        peers=("CartPole-v1", "Pendulum-v1"),
-    ),
-    "default": Profile(
+    "quick": QUICK,
+    # Sized for one GPU: the quick profile's families and scaling with 32-16x the environments.
+    "default": dataclasses.replace(
+        QUICK,
         families=(
             Family("gridworld", 8, 1024, _config(**_GRID), iterations=100),
             Family("point_mass", 16, 256, _config(**_POINT), iterations=50),
@@ -157,15 +161,9 @@ PROFILES = {
                 iterations=10,
             ),
         ),
-        loop_family="gridworld",
-        scaling_family=Family("point_mass", 0, 0, _config(**_POINT)),
-        scaling_tasks=(1, 4, 16, 64),
         scaling_total_envs=4096,
         scaling_envs_per_task=256,
         scaling_steps_per_call=5_000_000,
-        repeats=3,
-        brax_ppo=True,
-        peers=("CartPole-v1", "Pendulum-v1"),
     ),
 }
 

@@ -5,13 +5,11 @@
 
 rejax (``pip install rejax==0.1.3 --no-deps``; it needs nothing this project does not have) is
 a single-task PPO whose whole training loop is one jitted function, vmapped over seeds: the
-closest peer to this project's one compiled program. Both run PureJaxRL's settings (``SETTINGS``:
-16 envs × 128 steps, 4 epochs × 4 minibatches, 64×64 tanh networks, Adam at a fixed rate, ratio
-clip 0.2, gradient-norm clip 0.5, γ 0.99, λ 0.95, entropy weight 0.01 = 1/β), this project as
-``a3c`` on a one-task ``GymnaxFamily``, seeds vmapped in one program, an evaluation at the start
-and at the end only. Rates are env steps per second of all seeds together, compilation excluded
-(reported apart); the final return is the mean over seeds of each library's own evaluation of
-its sampled policy (rejax: 128 episodes; here ``eval_envs``).
+closest peer to this project's one compiled program. Both run PureJaxRL's settings
+(``matched_config``), this project as ``a3c`` on a one-task ``GymnaxFamily``, seeds vmapped in
+one program, an evaluation at the start and at the end only. Rates are env steps per second of
+all seeds together, compilation excluded (reported apart); the final return is the mean over
+seeds of each library's own evaluation of its sampled policy (128 episodes each).
 
 Differences that remain: rejax normalises advantages per minibatch and treats a truncated
 episode as terminated; this project does neither (docs/maths.md §6, and a truncated step is
@@ -25,7 +23,6 @@ one ``done``: ``_FiveTuple`` adapts it.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -39,31 +36,39 @@ from distral_jax.envs.gymnax_tasks import GymnaxFamily
 from distral_jax.train import train
 
 
-@dataclasses.dataclass(frozen=True)
-class Settings:
-    """PureJaxRL's PPO settings, shared by both libraries."""
+def matched_config(env_id: str, steps: int) -> TrainConfig:
+    """This project's ``a3c`` PPO at PureJaxRL's settings; rejax's arguments are read from it.
 
-    num_envs: int = 16
-    unroll_length: int = 128
-    epochs: int = 4
-    minibatches: int = 4
-    learning_rate: float = 2.5e-4
-    clip: float = 0.2
-    max_grad_norm: float = 0.5
-    gamma: float = 0.99
-    lambda_: float = 0.95
-    entropy_weight: float = 0.01
-    value_coef: float = 0.5
-    hidden: tuple[int, ...] = (64, 64)
+    16 envs × 128 steps, 4 epochs × 4 minibatches, 64×64 tanh networks, Adam at 2.5e-4 (1e-3
+    for Pendulum, which needs it to learn in 500k steps; both libraries get it), ratio clip 0.2,
+    gradient-norm clip 0.5, γ 0.99, λ 0.95, entropy weight 0.01 = 1/β, value weight 0.5; one
+    evaluation at the start and one at the end.
+    """
+    family_length = GymnaxFamily(env_id, num_tasks=1).episode_length
+    return TrainConfig(
+        variant="a3c",
+        learner="ppo",
+        beta=100.0,
+        num_envs=16,
+        unroll_length=128,
+        ppo_epochs=4,
+        ppo_minibatches=4,
+        learning_rate=PER_ENV_LEARNING_RATE.get(env_id, 2.5e-4),
+        ppo_clip=0.2,
+        max_grad_norm=0.5,
+        gamma=0.99,
+        lambda_=0.95,
+        value_coef=0.5,
+        hidden_sizes=(64, 64),
+        episode_length=family_length,
+        total_env_steps=steps,
+        iterations_per_call=max(1, steps // (16 * 128) // 4),
+        eval_every=steps,
+        eval_envs=128,
+    )
 
 
-SETTINGS = Settings()
-# Pendulum needs a larger rate to learn in 500k steps; both libraries get the same one.
-PER_ENV = {"Pendulum-v1": dict(learning_rate=1e-3)}
-
-
-def settings_for(env_id: str) -> Settings:
-    return dataclasses.replace(SETTINGS, **PER_ENV.get(env_id, {}))
+PER_ENV_LEARNING_RATE = {"Pendulum-v1": 1e-3}
 
 
 def measure_rejax(env_id: str, steps: int, seeds: int) -> dict:
@@ -71,25 +76,25 @@ def measure_rejax(env_id: str, steps: int, seeds: int) -> dict:
     import gymnax  # noqa: PLC0415
     import rejax  # noqa: PLC0415
 
-    s = settings_for(env_id)
+    c = matched_config(env_id, steps)
     env, env_params = gymnax.make(env_id)
     algo = rejax.PPO.create(
         env=_FiveTuple(env),
         env_params=env_params,
-        num_envs=s.num_envs,
-        num_steps=s.unroll_length,
-        num_epochs=s.epochs,
-        num_minibatches=s.minibatches,
-        learning_rate=s.learning_rate,
-        clip_eps=s.clip,
-        max_grad_norm=s.max_grad_norm,
-        gamma=s.gamma,
-        gae_lambda=s.lambda_,
-        ent_coef=s.entropy_weight,
-        vf_coef=s.value_coef,
+        num_envs=c.num_envs,
+        num_steps=c.unroll_length,
+        num_epochs=c.ppo_epochs,
+        num_minibatches=c.ppo_minibatches,
+        learning_rate=c.learning_rate,
+        clip_eps=c.ppo_clip,
+        max_grad_norm=c.max_grad_norm,
+        gamma=c.gamma,
+        gae_lambda=c.lambda_,
+        ent_coef=1.0 / c.beta,
+        vf_coef=c.value_coef,
         total_timesteps=steps,
         eval_freq=steps,
-        agent_kwargs={"activation": "tanh", "hidden_layer_sizes": s.hidden},
+        agent_kwargs={"activation": "tanh", "hidden_layer_sizes": c.hidden_sizes},
     )
     keys = jax.random.split(jax.random.PRNGKey(0), seeds)
     start = time.perf_counter()
@@ -104,31 +109,11 @@ def measure_rejax(env_id: str, steps: int, seeds: int) -> dict:
 
 def measure_trainer(env_id: str, steps: int, seeds: int) -> dict:
     """This project's ``a3c`` PPO at the same settings, ``seeds`` runs in one program."""
-    s = settings_for(env_id)
-    family = GymnaxFamily(env_id, num_tasks=1)
-    config = TrainConfig(
-        variant="a3c",
-        learner="ppo",
-        beta=1.0 / s.entropy_weight,
-        num_envs=s.num_envs,
-        unroll_length=s.unroll_length,
-        ppo_epochs=s.epochs,
-        ppo_minibatches=s.minibatches,
-        learning_rate=s.learning_rate,
-        ppo_clip=s.clip,
-        max_grad_norm=s.max_grad_norm,
-        gamma=s.gamma,
-        lambda_=s.lambda_,
-        value_coef=s.value_coef,
-        hidden_sizes=s.hidden,
-        episode_length=family.episode_length,
-        total_env_steps=steps,
-        iterations_per_call=max(1, steps // (s.num_envs * s.unroll_length) // 4),
-        eval_every=steps,
-        eval_envs=128,
-    )
+    config = matched_config(env_id, steps)
     start = time.perf_counter()
-    _, _, metrics = train(family, config, num_runs=seeds, show_progress=False)
+    _, _, metrics = train(
+        GymnaxFamily(env_id, num_tasks=1), config, num_runs=seeds, show_progress=False
+    )
     wall = time.perf_counter() - start
     compile_s = float(metrics["training/compile_time_s"])
     final = np.asarray(metrics["eval/episode_return"]).reshape(seeds, -1).mean(axis=-1)

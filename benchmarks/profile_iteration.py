@@ -8,7 +8,7 @@ Each part is its own jitted program over the same state, vmapped over ``--runs``
 ``--iterations`` applications each, ``lax.scan``-ed so that dispatch does not count):
 
   * ``env``: the wrapped family alone (time limit, auto-reset) stepped T times, fixed actions;
-  * ``rollout``: ``acting.rollout``: the environment plus the task policies and sampling;
+  * ``rollout``: ``Trainer.rollout``: the environment plus the task policies and sampling;
   * ``targets``: the learner's values and returns/advantages of one rollout (PPO only);
   * ``update``: ``learner.update`` on one stored rollout (targets included);
   * ``iteration``: ``Trainer.iteration``: rollout + update + observation statistics;
@@ -24,81 +24,46 @@ Prints a table (milliseconds per iteration and env steps per second) and writes 
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
+import sys
 import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
 
-from distral_jax import acting
 from distral_jax.configs import TrainConfig
-from distral_jax.envs.base import batch_step
-from distral_jax.envs.registry import make_family
+from distral_jax.envs.base import TaskFamily, batch_step
+from distral_jax.envs.gymnax_tasks import GymnaxFamily
 from distral_jax.trainer import Trainer
 
+sys.path.insert(0, str(Path(__file__).parent))
+import compare  # noqa: E402
+import peers  # noqa: E402
 
-@dataclasses.dataclass(frozen=True)
-class Case:
-    family: str
-    family_kwargs: dict
-    config: TrainConfig
+
+def _quick_family(name: str, variant: str, learner: str) -> tuple[TaskFamily, TrainConfig]:
+    """A family of ``compare.py --quick`` with its settings there."""
+    (family,) = [f for f in compare.PROFILES["quick"].families if f.name == name]
+    config = family.config.replace(
+        num_envs=family.envs,
+        iterations_per_call=family.iterations,
+        variant=variant,
+        learner=learner,
+    )
+    return compare.make_family(name, family.tasks), config
 
 
 CASES = {
-    # PureJaxRL's CartPole settings (issue's matched comparison with rejax): one task.
-    "cartpole_a3c_ppo": Case(
-        "gymnax",
-        dict(env_id="CartPole-v1", num_tasks=1),
-        TrainConfig(
-            variant="a3c",
-            learner="ppo",
-            num_envs=16,
-            unroll_length=128,
-            iterations_per_call=10,
-            episode_length=500,
-            hidden_sizes=(64, 64),
-            learning_rate=2.5e-4,
-            gamma=0.99,
-            lambda_=0.95,
-            max_grad_norm=0.5,
-            ppo_epochs=4,
-            ppo_minibatches=4,
-            ppo_clip=0.2,
-            eval_envs=16,
-        ),
+    # rejax's (PureJaxRL's) CartPole settings, one task (peers.py).
+    "cartpole_a3c_ppo": lambda: (
+        GymnaxFamily("CartPole-v1", num_tasks=1),
+        peers.matched_config("CartPole-v1", 500_000).replace(iterations_per_call=10),
     ),
-    "halfcheetah_distral_ppo": Case(
-        "halfcheetah_vel",
-        dict(num_tasks=4),
-        TrainConfig(
-            variant="distral_klent_2col",
-            learner="ppo",
-            num_envs=64,
-            unroll_length=20,
-            iterations_per_call=2,
-            episode_length=1000,
-            hidden_sizes=(32, 32),
-            normalize_observations=True,
-            gamma=0.97,
-            eval_envs=4,
-        ),
+    "halfcheetah_distral_ppo": lambda: _quick_family(
+        "halfcheetah_vel", "distral_klent_2col", "ppo"
     ),
-    "gridworld_distral_a2c": Case(
-        "two_rooms",
-        dict(num_tasks=8),
-        TrainConfig(
-            variant="distral_klent_2col",
-            learner="a2c",
-            num_envs=32,
-            unroll_length=10,
-            iterations_per_call=50,
-            episode_length=50,
-            hidden_sizes=(64,),
-            eval_envs=16,
-        ),
-    ),
+    "gridworld_distral_a2c": lambda: _quick_family("gridworld", "distral_klent_2col", "a2c"),
 }
 
 
@@ -117,10 +82,8 @@ def _timed(fn, *args, repeats: int) -> tuple[float, float]:
 
 
 def profile(name: str, runs: int, iterations: int, repeats: int) -> list[dict]:
-    case = CASES[name]
-    env = make_family(case.family, **case.family_kwargs)
-    trainer = Trainer(env, case.config)
-    config = trainer.config
+    env, config = CASES[name]()
+    trainer = Trainer(env, config)
     keys = jax.random.split(jax.random.PRNGKey(0), runs)
     hparams = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (runs,)), config.hyperparams())
     state = jax.jit(jax.vmap(trainer.init))(keys, hparams)
@@ -146,10 +109,10 @@ def profile(name: str, runs: int, iterations: int, repeats: int) -> list[dict]:
 
     def rollout_only(s):
         key, k = jax.random.split(s.key)
-        env_state, core_state, traj = _rollout(trainer, s, k)
+        env_state, core_state, traj = trainer.rollout(s, k)
         return s.replace(env_state=env_state, core_state=core_state, key=key), live(traj)
 
-    stored = jax.jit(jax.vmap(lambda s: _rollout(trainer, s, s.key)[2]))(state)
+    stored = jax.jit(jax.vmap(lambda s: trainer.rollout(s, s.key)[2]))(state)
 
     def update_only(s, traj):
         out = trainer.learner.update(
@@ -194,19 +157,6 @@ def profile(name: str, runs: int, iterations: int, repeats: int) -> list[dict]:
     compile_s, seconds = _timed(evaluate, state, keys, repeats=repeats)
     rows.append(_row(name, "evaluate (per call)", compile_s, seconds, None))
     return rows
-
-
-def _rollout(trainer: Trainer, s, key):
-    return acting.rollout(
-        trainer.env,
-        trainer.networks,
-        s.policy_params,
-        s.env_state,
-        s.core_state,
-        s.tasks,
-        key,
-        trainer.config.unroll_length,
-    )
 
 
 def _row(case: str, part: str, compile_s: float, seconds: float, steps: int | None) -> dict:

@@ -89,6 +89,18 @@ class Transition:
     core_state: CoreState = CoreState()
 
 
+def _act(networks: DistralNetworks, policy_params: PolicyParams, obs: jax.Array, state: CoreState):
+    """``networks.act`` with a policy's parameters, statistics and α_c: ``(pi, pi0, value,
+    next core state)`` of every task on raw observations ``[N, ...]``."""
+    return networks.act(
+        policy_params.params,
+        policy_params.obs_stats,
+        obs,
+        state,
+        policy_params.hparams.column_alpha,
+    )
+
+
 def rollout(
     env: TaskFamily,
     networks: DistralNetworks,
@@ -119,13 +131,7 @@ def rollout(
 
     def step(carry, step_key: jax.Array):
         env_state, core_state = carry
-        pi, _, _, next_core = networks.act(
-            policy_params.params,
-            policy_params.obs_stats,
-            env_state.obs,
-            core_state,
-            hp.column_alpha,
-        )
+        pi, _, _, next_core = _act(networks, policy_params, env_state.obs, core_state)
         action = dist.sample(step_key, pi)
         nxt = batch_step(env, env_state, dist.postprocess(action), tasks)
         # The environment auto-reset where an episode ended: so do the cores.
@@ -184,13 +190,7 @@ def evaluate(
 
     def one_mode(mode_key, prior, greedy_):
         def policy(obs, state, k):
-            pi, pi0, _, state = networks.act(
-                policy_params.params,
-                policy_params.obs_stats,
-                obs,
-                state,
-                policy_params.hparams.column_alpha,
-            )
+            pi, pi0, _, state = _act(networks, policy_params, obs, state)
             p = jax.tree_util.tree_map(lambda a, b: jnp.where(prior, b, a), pi, pi0)
             action = jnp.where(greedy_, dist.mode(p), dist.sample(k, p))
             return dist.postprocess(action), state
@@ -260,13 +260,7 @@ def make_policy(
             obs = jnp.broadcast_to(obs, (num_tasks,) + obs.shape)
         if state is None:
             state = networks.initial_state(obs.shape[: obs.ndim - len(shape)])
-        pi, pi0, _, state = networks.act(
-            policy_params.params,
-            policy_params.obs_stats,
-            obs,
-            state,
-            policy_params.hparams.column_alpha,
-        )
+        pi, pi0, _, state = _act(networks, policy_params, obs, state)
         p = pi0 if prior else pi
         action = dist.postprocess(dist.mode(p) if deterministic else dist.sample(key, p))
         if task is not None:

@@ -235,10 +235,16 @@ def run_families(
     for family in families:
         summary["families"][family] = run_family(family)
         print_table(family, summary["families"][family])
+    return write_summary(out, summary, start)
+
+
+def write_summary(out: Path, summary: dict, start: float) -> dict:
+    """A study's last step: the wall time since ``start`` (``time.perf_counter()``) and
+    ``run_record`` added to ``summary``, written to ``out/summary.json``, and said."""
     summary["wall_time_s"] = time.perf_counter() - start
     summary["run"] = run_record(summary["wall_time_s"])
-    write_json(out / "summary.json", summary)
-    print(f"\nwrote {out}/summary.json and PNG plots in {summary['wall_time_s']:.0f} s")
+    write_json(Path(out) / "summary.json", summary)
+    print(f"\nwrote {out}/summary.json in {summary['wall_time_s']:.0f} s")
     return summary
 
 

@@ -74,14 +74,23 @@ class GridWorldOptions:
 
 
 @dataclasses.dataclass(frozen=True)
-class _DesignOptions:
-    """A grid-world study design: a registered family whose one option is ``num_tasks``."""
+class _ArgumentOptions:
+    """Options whose fields are the registered family's keyword arguments, by the same names;
+    a field left at None is not passed (the family's own default applies)."""
 
     name: ClassVar[str] = ""
-    num_tasks: int = 8
 
     def build(self) -> TaskFamily:
-        return registry.make_family(self.name, num_tasks=self.num_tasks)
+        arguments = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        given = {key: value for key, value in arguments.items() if value is not None}
+        return registry.make_family(self.name, **given)
+
+
+@dataclasses.dataclass(frozen=True)
+class _DesignOptions(_ArgumentOptions):
+    """A grid-world study design: a registered family whose one option is ``num_tasks``."""
+
+    num_tasks: int = 8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,7 +135,7 @@ class BanditOptions:
 
 
 @dataclasses.dataclass(frozen=True)
-class CueRecallOptions:
+class CueRecallOptions(_ArgumentOptions):
     """Cue recall: answer a cue seen ``delay`` steps earlier (needs a recurrent core)."""
 
     name: ClassVar[str] = "cue_recall"
@@ -137,14 +146,9 @@ class CueRecallOptions:
     delay: int = 2
     """blank steps between the cue and the decision"""
 
-    def build(self) -> TaskFamily:
-        return registry.make_family(
-            self.name, num_tasks=self.num_tasks, num_cues=self.num_cues, delay=self.delay
-        )
-
 
 @dataclasses.dataclass(frozen=True)
-class PointMassOptions:
+class PointMassOptions(_ArgumentOptions):
     """The point mass going round a wall to one of several goals (pure JAX)."""
 
     name: ClassVar[str] = "point_mass"
@@ -155,17 +159,9 @@ class PointMassOptions:
     success_bonus: float = 0.0
     """reward for arriving"""
 
-    def build(self) -> TaskFamily:
-        return registry.make_family(
-            self.name,
-            num_tasks=self.num_tasks,
-            ctrl_cost=self.ctrl_cost,
-            success_bonus=self.success_bonus,
-        )
-
 
 @dataclasses.dataclass(frozen=True)
-class BraxOptions:
+class BraxOptions(_ArgumentOptions):
     """A Brax task family."""
 
     name: ClassVar[str] = ""
@@ -175,18 +171,6 @@ class BraxOptions:
     """Brax backend (default: the family's, spring)"""
     task_seed: int | None = None
     """draw the tasks from the family's distribution with this seed (default: evenly spread)"""
-
-    def build(self) -> TaskFamily:
-        kwargs: dict[str, Any] = {"num_tasks": self.num_tasks}
-        if self.backend is not None:
-            kwargs["backend"] = self.backend
-        if self.task_seed is not None:
-            kwargs["task_seed"] = self.task_seed
-        kwargs.update(self.extra_kwargs())
-        return registry.make_family(self.name, **kwargs)
-
-    def extra_kwargs(self) -> dict[str, Any]:
-        return {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,9 +195,6 @@ class AntGoalOptions(BraxOptions):
     definition: Literal["circle", "pearl"] = "circle"
     """circle: goals on a circle, L2 distance; pearl: PEARL's ant-goal (disk, L1)"""
 
-    def extra_kwargs(self) -> dict[str, Any]:
-        return {"definition": self.definition}
-
 
 @dataclasses.dataclass(frozen=True)
 class HalfcheetahMassOptions(BraxOptions):
@@ -223,7 +204,7 @@ class HalfcheetahMassOptions(BraxOptions):
 
 
 @dataclasses.dataclass(frozen=True)
-class XLandMiniGridOptions:
+class XLandMiniGridOptions(_ArgumentOptions):
     """XLand-MiniGrid: partially observed grid worlds; a task is a generated ruleset."""
 
     name: ClassVar[str] = "xland_minigrid"
@@ -240,21 +221,9 @@ class XLandMiniGridOptions:
     max_steps: int | None = None
     """the environment's time limit (default: xminigrid's); match --episode-length to it"""
 
-    def build(self) -> TaskFamily:
-        kwargs: dict[str, Any] = dict(
-            env_id=self.env_id,
-            num_tasks=self.num_tasks,
-            task_seed=self.task_seed,
-            num_rules=self.num_rules,
-            num_distractors=self.num_distractors,
-        )
-        if self.max_steps is not None:
-            kwargs["max_steps"] = self.max_steps
-        return registry.make_family(self.name, **kwargs)
-
 
 @dataclasses.dataclass(frozen=True)
-class GymnaxOptions:
+class GymnaxOptions(_ArgumentOptions):
     """gymnax classic control; tasks differ in a physical parameter (pole length, gravity...)."""
 
     name: ClassVar[str] = "gymnax"
@@ -264,11 +233,6 @@ class GymnaxOptions:
     """tasks spread over the environment's default parameter range"""
     task_seed: int | None = None
     """draw the parameters at random with this seed (default: evenly spread)"""
-
-    def build(self) -> TaskFamily:
-        return registry.make_family(
-            self.name, env_id=self.env_id, num_tasks=self.num_tasks, task_seed=self.task_seed
-        )
 
 
 FAMILY_OPTIONS: dict[str, type] = {

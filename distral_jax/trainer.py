@@ -187,19 +187,24 @@ class Trainer:
             iteration=jnp.zeros((), jnp.int32),
         )
 
-    def iteration(self, state: TrainState) -> tuple[TrainState, Metrics]:
-        """One rollout and one learner update; per-task metrics ``[N]``."""
-        key, rollout_key, update_key = jax.random.split(state.key, 3)
-        env_state, core_state, traj = acting.rollout(
+    def rollout(self, state: TrainState, key: jax.Array) -> tuple[State, CoreState, Transition]:
+        """``acting.rollout`` of the task policies from ``state``: ``(env_state [N, E],
+        core_state [N, E], trajectories [N, E, T])``."""
+        return acting.rollout(
             self.env,
             self.networks,
             state.policy_params,
             state.env_state,
             state.core_state,
             state.tasks,
-            rollout_key,
+            key,
             self.config.unroll_length,
         )
+
+    def iteration(self, state: TrainState) -> tuple[TrainState, Metrics]:
+        """One rollout and one learner update; per-task metrics ``[N]``."""
+        key, rollout_key, update_key = jax.random.split(state.key, 3)
+        env_state, core_state, traj = self.rollout(state, rollout_key)
         # The update sees the statistics the rollout acted with (PPO's ratios start at 1); the
         # new observations are folded in for the next rollout.
         task_weights = self.task_weights(state.iteration)

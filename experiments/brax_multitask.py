@@ -276,10 +276,7 @@ def main(argv=None) -> int:
         make_policy = functools.partial(acting.make_policy, networks)
         params = jax.tree_util.tree_map(lambda x: x[0], results[first].policy_params)
         summary["html"] = write_html_rollouts(env, make_policy, params, out, args.html_steps)
-    summary["wall_time_s"] = time.perf_counter() - start
-    summary["run"] = analysis.run_record(summary["wall_time_s"])
-    analysis.write_json(out / "summary.json", summary)
-    print(f"wrote {out}/ in {summary['wall_time_s']:.0f} s")
+    analysis.write_summary(out, summary, start)
     return 0
 
 

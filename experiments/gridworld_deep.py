@@ -198,10 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"gridworld_deep.py: error: {error}", file=sys.stderr)
             return 2
         print_table(name, summary["designs"][name])
-    summary["wall_time_s"] = time.perf_counter() - start
-    summary["run"] = analysis.run_record(summary["wall_time_s"])
-    analysis.write_json(Path(args.out) / "summary.json", summary)
-    print(f"\nwrote {args.out}/summary.json and PNG plots in {summary['wall_time_s']:.0f} s")
+    analysis.write_summary(args.out, summary, start)
     return 0
 
 

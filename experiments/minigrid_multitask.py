@@ -412,10 +412,7 @@ def main(argv: list[str] | None = None) -> int:
         "variants": table,
         "rollouts": {"variant": shown, "mode": "greedy", "seed": 0, "tasks": rollouts},
     }
-    summary["wall_time_s"] = time.perf_counter() - start
-    summary["run"] = analysis.run_record(summary["wall_time_s"])
-    analysis.write_json(out / "summary.json", summary)
-    print(f"wrote {out}/ in {summary['wall_time_s']:.0f} s")
+    analysis.write_summary(out, summary, start)
     return 0
 
 

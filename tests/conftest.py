@@ -49,19 +49,20 @@ def _compilation_cache(tmp_path_factory):
 # out first, so that no long module starts when the other worker is nearly done.
 LONGEST_FIRST = (
     "test_train",
-    "test_mesh",
-    "test_checkpoint",
     "test_resume",
-    "test_cli",
     "test_recurrent",
-    "test_compare_benchmark",
-    "test_multihost",
     "test_studies",
+    "test_mesh",
+    "test_multihost",
+    "test_brax_tasks",
+    "test_sweeps",
     "test_ppo",
+    "test_cli",
+    "test_compare_benchmark",
+    "test_readme",
+    "test_checkpoint",
     "test_brax_training",
     "test_minigrid_experiment",
-    "test_sweeps",
-    "test_brax_tasks",
 )
 
 

@@ -52,18 +52,7 @@ def test_cue_recall_needs_a_carried_state(core, learner, lowest, highest):
 def _two_rollouts(trainer: Trainer, seed: int = 0):
     """The second of two consecutive rollouts (so it starts from a carried, non-zero state)."""
     state = trainer.init(jax.random.PRNGKey(seed))
-    run = jax.jit(
-        lambda s, k: acting.rollout(
-            trainer.env,
-            trainer.networks,
-            s.policy_params,
-            s.env_state,
-            s.core_state,
-            s.tasks,
-            k,
-            trainer.config.unroll_length,
-        )
-    )
+    run = jax.jit(trainer.rollout)
     env_state, core_state, _ = run(state, jax.random.PRNGKey(1))
     state = state.replace(env_state=env_state, core_state=core_state)
     return state, core_state, run(state, jax.random.PRNGKey(2))

@@ -11,7 +11,6 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from distral_jax import acting
 from distral_jax.configs import VARIANTS, Hyperparams, TrainConfig
 from distral_jax.envs.bandit import MultiTaskBandit, distral_fixed_point
 from distral_jax.envs.base import State, TaskFamily, batch_reset, batch_step, task_slice
@@ -230,26 +229,13 @@ class Countdown(TaskFamily):
         )
 
 
-def rollout(trainer: Trainer, state, key):
-    return acting.rollout(
-        trainer.env,
-        trainer.networks,
-        state.policy_params,
-        state.env_state,
-        state.core_state,
-        state.tasks,
-        key,
-        trainer.config.unroll_length,
-    )
-
-
 def test_truncation_bootstraps_and_termination_does_not():
     # Task 0 terminates at step 3; task 1 never terminates and is truncated at 4 steps.
     env = Countdown([3.0, 100.0])
     config = tiny_config("a3c", num_envs=1, unroll_length=6, episode_length=4)
     trainer = Trainer(env, config)
     state = trainer.init(jax.random.PRNGKey(0))
-    _, _, traj = rollout(trainer, state, jax.random.PRNGKey(1))
+    _, _, traj = trainer.rollout(state, jax.random.PRNGKey(1))
     gamma = float(config.gamma)
     # Task 0: steps 1..3 then a fresh episode; discount 0 only at the terminal step.
     np.testing.assert_allclose(traj.done[0, 0], [0, 0, 1, 0, 0, 1])
@@ -268,7 +254,7 @@ def test_vmap_over_tasks_matches_tasks_one_at_a_time():
     config = tiny_config("distral_klent_1col", unroll_length=6)
     trainer = Trainer(env, config)
     state = trainer.init(jax.random.PRNGKey(3))
-    _, _, traj = rollout(trainer, state, jax.random.PRNGKey(4))
+    _, _, traj = trainer.rollout(state, jax.random.PRNGKey(4))
     hp = state.hparams
     _, all_metrics = trainer.learner.loss(state.params, hp, state.obs_stats, traj)
 
