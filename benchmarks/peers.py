@@ -35,6 +35,9 @@ from distral_jax.configs import TrainConfig
 from distral_jax.envs.gymnax_tasks import GymnaxFamily
 from distral_jax.train import train
 
+# Pendulum needs a larger step size to learn in 500k steps; both libraries get it.
+PER_ENV_LEARNING_RATE = {"Pendulum-v1": 1e-3}
+
 
 def matched_config(env_id: str, steps: int) -> TrainConfig:
     """This project's ``a3c`` PPO at PureJaxRL's settings; rejax's arguments are read from it.
@@ -66,9 +69,6 @@ def matched_config(env_id: str, steps: int) -> TrainConfig:
         eval_every=steps,
         eval_envs=128,
     )
-
-
-PER_ENV_LEARNING_RATE = {"Pendulum-v1": 1e-3}
 
 
 def measure_rejax(env_id: str, steps: int, seeds: int) -> dict:

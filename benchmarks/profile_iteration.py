@@ -35,7 +35,7 @@ import jax.numpy as jnp
 from distral_jax.configs import TrainConfig
 from distral_jax.envs.base import TaskFamily, batch_step
 from distral_jax.envs.gymnax_tasks import GymnaxFamily
-from distral_jax.trainer import Trainer
+from distral_jax.trainer import Trainer, runs_hparams
 
 sys.path.insert(0, str(Path(__file__).parent))
 import compare  # noqa: E402
@@ -85,7 +85,7 @@ def profile(name: str, runs: int, iterations: int, repeats: int) -> list[dict]:
     env, config = CASES[name]()
     trainer = Trainer(env, config)
     keys = jax.random.split(jax.random.PRNGKey(0), runs)
-    hparams = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (runs,)), config.hyperparams())
+    hparams = runs_hparams(config, None, runs)
     state = jax.jit(jax.vmap(trainer.init))(keys, hparams)
     steps_per_iteration = trainer.env_steps_per_iteration * runs
 
@@ -174,6 +174,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default="benchmarks/results/profile_iteration.json")
     args = parser.parse_args()
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in args.cases:
         print(f"# {name}", flush=True)
@@ -184,15 +186,9 @@ def main() -> None:
                 f"  {row['part']:20s} {row['ms']:9.2f} ms  {rate}  compile {row['compile_s']:.1f} s"
             )
             rows.append(row)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    record = {
-        "jax": jax.__version__,
-        "device": str(jax.devices()[0]),
-        "runs": args.runs,
-        "rows": rows,
-    }
-    out.write_text(json.dumps(record, indent=1))
+        # After each case, so that a long run cut short keeps the cases it finished.
+        record = {"jax": jax.__version__, "device": str(jax.devices()[0]), "runs": args.runs}
+        out.write_text(json.dumps({**record, "rows": rows}, indent=1))
     print(f"wrote {out}")
 
 
