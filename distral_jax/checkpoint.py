@@ -436,7 +436,15 @@ def resume_step(
         or one past the end of this run (``config.final_env_step``), or a damaged one. A
         finished run returns its final step.
     """
-    if not Path(checkpoint_dir).expanduser().is_dir():
+    exists = Path(checkpoint_dir).expanduser().is_dir()
+    if jax.process_count() > 1:
+        # Every process must take the same branch: opening an orbax manager synchronises the
+        # processes, and a process that looks after another has started training (and made
+        # the folder) would open one the others never open. Process 0's answer decides.
+        from jax.experimental import multihost_utils  # noqa: PLC0415
+
+        exists = bool(multihost_utils.broadcast_one_to_all(np.asarray(exists)))
+    if not exists:
         return None
     hparams = runs_hparams(config, hparams, num_runs)
     checkpoints = RunCheckpoints(checkpoint_dir, read_only=True)
