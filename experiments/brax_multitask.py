@@ -32,7 +32,7 @@ import jax
 import numpy as np
 import tyro
 
-from distral_jax import acting, analysis, cli, presets, sweeps
+from distral_jax import acting, analysis, cli, presets
 from distral_jax.checkpoint import CheckpointError
 from distral_jax.configs import VARIANTS, TrainConfig
 from distral_jax.envs import registry
@@ -45,40 +45,34 @@ _PPO = TrainConfig(
     learner="ppo", beta=100.0, gamma=0.97, normalize_observations=True, unroll_length=20
 )
 
+# The Brax profiles' sizes over _PPO, one row each so that they read side by side.
+_SIZE_FIELDS = (
+    "num_envs",
+    "total_env_steps",
+    "episode_length",
+    "eval_every",
+    "eval_envs",
+    "hidden_sizes",
+    "learning_rate",
+    "ppo_minibatches",
+    "iterations_per_call",
+)
+# fmt: off
+_TRAIN = cli.config_table(_PPO, _SIZE_FIELDS, {
+    #        envs env steps   episode  eval every  eval envs  hidden    lr    minibatches  calls
+    "gpu":   (512, 20_000_000, 1000,    1_000_000,  16,        (64, 64), 3e-4, 8,           10),
+    "small": (16,  384_000,    200,     96_000,     4,         (32, 32), 1e-3, 4,           25),
+})
+# fmt: on
+
 # Profile -> (configuration, seeds). Flags override any field.
 PROFILES: dict[str, tuple[TrainConfig, int]] = {
     # Sized for one GPU: thousands of environments per update.
-    "gpu": (
-        _PPO.replace(
-            num_envs=512,
-            total_env_steps=20_000_000,
-            episode_length=1000,
-            eval_every=1_000_000,
-            eval_envs=16,
-            hidden_sizes=(64, 64),
-            learning_rate=3e-4,
-            ppo_minibatches=8,
-            iterations_per_call=10,
-        ),
-        2,
-    ),
+    "gpu": (_TRAIN["gpu"], 2),
     # The pure-JAX point mass (settings of tests/test_ppo.py): about a minute per variant.
     "point_mass": (presets.point_mass_ppo().replace(eval_envs=16), 8),
     # A few minutes per variant on a 2-core CPU: short episodes, few environments.
-    "small": (
-        _PPO.replace(
-            num_envs=16,
-            total_env_steps=384_000,
-            episode_length=200,
-            eval_every=96_000,
-            eval_envs=4,
-            hidden_sizes=(32, 32),
-            learning_rate=1e-3,
-            ppo_minibatches=4,
-            iterations_per_call=25,
-        ),
-        1,
-    ),
+    "small": (_TRAIN["small"], 1),
 }
 
 Family = Literal[("point_mass", *registry.BRAX_FAMILIES)]
@@ -205,7 +199,7 @@ def plot_per_task(path: Path, results, random_returns: np.ndarray, title: str) -
 def main(argv=None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = cli.parse(Study, argv, default=profile_defaults(argv))
-    config, seeds = args.train, args.seeds
+    config = args.train
     args.persistence.apply()
     out = analysis.fresh_output_dir(args.out or f"runs/brax_multitask/{args.family}")
     start = time.perf_counter()
@@ -222,14 +216,7 @@ def main(argv=None) -> int:
         env, config.episode_length, config.eval_envs, jax.random.PRNGKey(1)
     )
     try:
-        results = sweeps.train_variants(
-            env,
-            config,
-            args.variants,
-            seeds,
-            show_progress=not args.quiet,
-            checkpoint_dir=args.persistence.checkpoint_dir,
-        )
+        results = cli.train_study_variants(env, config, args)
     except CheckpointError as error:
         print(f"brax_multitask.py: error: {error}", file=sys.stderr)
         return 2

@@ -36,7 +36,7 @@ from typing import Annotated, Literal
 import numpy as np
 import tyro
 
-from distral_jax import analysis, cli, presets, sweeps
+from distral_jax import analysis, cli, presets
 from distral_jax.checkpoint import CheckpointError
 from distral_jax.configs import VARIANTS, TrainConfig
 from distral_jax.envs import gridworld
@@ -64,12 +64,10 @@ def run_design(name: str, args: Study) -> dict:
     optimal = np.asarray(env.optimal_returns(episode_length))
     threshold = 0.9 * optimal
     config = args.train.replace(episode_length=episode_length)
-    results = sweeps.train_variants(
+    results = cli.train_study_variants(
         env,
         config,
-        args.variants,
-        args.seeds,
-        show_progress=not args.quiet,
+        args,
         log=lambda msg: print(f"[{name}] {msg}", flush=True),
         checkpoint_dir=args.persistence.checkpoint_dir
         and Path(args.persistence.checkpoint_dir) / name,

@@ -118,52 +118,38 @@ class Study:
         )
 
 
+# Each profile's training sizes over _A2C, one row each so that they read side by side.
+_SIZE_FIELDS = (
+    "num_envs",
+    "unroll_length",
+    "total_env_steps",
+    "eval_every",
+    "eval_envs",
+    "hidden_sizes",
+    "iterations_per_call",
+)
+# fmt: off
+_TRAIN = cli.config_table(_A2C, _SIZE_FIELDS, {
+    #        envs unroll  env steps    eval every  eval envs  hidden  updates per call
+    "gpu":   (512, 20,    100_000_000, 5_000_000,  64,        (128,), 20),
+    "small": (16,  20,    179_200,     25_600,     32,        (32,),  20),
+    "tiny":  (2,   4,     64,          32,         2,         (8,),   2),
+})
+# fmt: on
+
 # Profile -> the study's defaults. Flags override any field.
 PROFILES: dict[str, Study] = {
     # One GPU: thousands of environments per update, xminigrid's own time limit (243 steps).
-    "gpu": Study(
-        num_tasks=8,
-        seeds=3,
-        train=_A2C.replace(
-            num_envs=512,
-            total_env_steps=100_000_000,
-            eval_every=5_000_000,
-            eval_envs=64,
-            hidden_sizes=(128,),
-            iterations_per_call=20,
-        ),
-        threshold=0.6,
-    ),
+    "gpu": Study(num_tasks=8, seeds=3, train=_TRAIN["gpu"], threshold=0.6),
     # A 2-core CPU: short episodes, few environments, one seed; about ten minutes in all.
-    "small": Study(
-        num_tasks=4,
-        max_steps=40,
-        seeds=1,
-        train=_A2C.replace(
-            num_envs=16,
-            total_env_steps=179_200,
-            eval_every=25_600,
-            eval_envs=32,
-            hidden_sizes=(32,),
-            iterations_per_call=20,
-        ),
-        threshold=0.4,
-    ),
+    "small": Study(num_tasks=4, max_steps=40, seeds=1, train=_TRAIN["small"], threshold=0.4),
     # The CI smoke test: one variant, a few updates; compilation is nearly all of it.
     "tiny": Study(
         num_tasks=2,
         max_steps=12,
         variants=("distral_klent_2col",),
         seeds=1,
-        train=_A2C.replace(
-            num_envs=2,
-            unroll_length=4,
-            total_env_steps=64,
-            eval_every=32,
-            eval_envs=2,
-            hidden_sizes=(8,),
-            iterations_per_call=2,
-        ),
+        train=_TRAIN["tiny"],
         strip_frames=4,
         tile_size=8,
     ),
@@ -360,14 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, title in enumerate(titles):
         print(f"  task {i}: {title}")
     try:
-        results = sweeps.train_variants(
-            env,
-            config,
-            args.variants,
-            args.seeds,
-            show_progress=not args.quiet,
-            checkpoint_dir=args.persistence.checkpoint_dir,
-        )
+        results = cli.train_study_variants(env, config, args)
     except CheckpointError as error:
         print(f"minigrid_multitask.py: error: {error}", file=sys.stderr)
         return 2
