@@ -283,6 +283,17 @@ def _policy_metrics(dist: DistributionOps, pi_t: DistParams, pi0_t: DistParams) 
     }
 
 
+def _checked_trajectory(dist, trajectory: tuple, alpha, beta, regularizer) -> tuple:
+    """``(pi_t, pi0_t, a_t, r_t, discount_t, done_t, v_tm1, v_t)`` as arrays, with named errors
+    for what does not fit one ``[T]`` trajectory: the inputs of both the actor-critic loss and
+    ``regularized_returns``, which must refuse the same things."""
+    pi_t, pi0_t, a_t, r_t, discount_t, done_t, v_tm1, v_t = arrays = _arrays(*trajectory)
+    check_rank("r_t", r_t, 1)
+    check_same_shape(r_t=r_t, discount_t=discount_t, done_t=done_t, v_tm1=v_tm1, v_t=v_t)
+    _check_policy_inputs(dist, pi_t, pi0_t, a_t, regularizer, r_t, "r_t", alpha, beta)
+    return arrays
+
+
 def distral_actor_critic_loss(
     dist: DistributionOps,
     pi_t: DistParams,
@@ -337,12 +348,9 @@ def distral_actor_critic_loss(
     Returns:
       ``(loss, metrics)``: scalar loss and a dict of scalar diagnostics.
     """
-    pi_t, pi0_t, a_t, r_t, discount_t, done_t, v_tm1, v_t = _arrays(
-        pi_t, pi0_t, a_t, r_t, discount_t, done_t, v_tm1, v_t
+    pi_t, pi0_t, a_t, r_t, discount_t, done_t, v_tm1, v_t = _checked_trajectory(
+        dist, (pi_t, pi0_t, a_t, r_t, discount_t, done_t, v_tm1, v_t), alpha, beta, regularizer
     )
-    check_rank("r_t", r_t, 1)
-    check_same_shape(r_t=r_t, discount_t=discount_t, done_t=done_t, v_tm1=v_tm1, v_t=v_t)
-    _check_policy_inputs(dist, pi_t, pi0_t, a_t, regularizer, r_t, "r_t", alpha, beta)
     sg = jax.lax.stop_gradient
 
     reg_t, direct_t = _regularizer_terms(dist, pi_t, pi0_t, a_t, alpha, beta, regularizer)
@@ -486,12 +494,9 @@ def regularized_returns(
     Returns:
       ``(returns_t, advantage_t)``, each ``[T]``.
     """
-    pi_t, pi0_t, a_t, r_t, discount_t, done_t, v_tm1, v_t = _arrays(
-        pi_t, pi0_t, a_t, r_t, discount_t, done_t, v_tm1, v_t
+    pi_t, pi0_t, a_t, r_t, discount_t, done_t, v_tm1, v_t = _checked_trajectory(
+        dist, (pi_t, pi0_t, a_t, r_t, discount_t, done_t, v_tm1, v_t), alpha, beta, regularizer
     )
-    check_rank("r_t", r_t, 1)
-    check_same_shape(r_t=r_t, discount_t=discount_t, done_t=done_t, v_tm1=v_tm1, v_t=v_t)
-    _check_policy_inputs(dist, pi_t, pi0_t, a_t, regularizer, r_t, "r_t", alpha, beta)
     reg_t, _ = _regularizer_terms(dist, pi_t, pi0_t, a_t, alpha, beta, regularizer)
     return _lambda_returns(r_t + reg_t, discount_t, done_t, v_tm1, v_t, lambda_)
 

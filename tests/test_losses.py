@@ -40,6 +40,19 @@ def _np_softmax(x) -> np.ndarray:
     return np.exp(_np_log_softmax(x))
 
 
+def _normals(seed: int, shape: tuple[int, ...], count: int) -> list[np.ndarray]:
+    """``count`` float32 arrays of standard normals, drawn in turn from ``default_rng(seed)``."""
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=shape).astype(np.float32) for _ in range(count)]
+
+
+def _np_tilted_prior(log_pi_0, f, alpha, beta) -> np.ndarray:
+    """π_0^α exp(β f) in float64: the 2-column policy before normalisation, whose log-sum over
+    actions is β times the soft value of ``f``."""
+    log_pi_0, f = np.asarray(log_pi_0, np.float64), np.asarray(f, np.float64)
+    return np.exp(alpha * log_pi_0 + beta * f)
+
+
 def _all_finite(tree) -> bool:
     return all(bool(np.all(np.isfinite(np.asarray(x)))) for x in jax.tree_util.tree_leaves(tree))
 
@@ -113,13 +126,10 @@ class TwoColumnLogitsTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     @parameterized.parameters((0.0, 1.0), (0.5, 3.0), (1.0, 0.2))
     def test_softmax_is_prior_power_times_exp(self, alpha, beta):
-        rng = np.random.default_rng(0)
-        h0 = rng.normal(size=(3, 5)).astype(np.float32)
-        f = rng.normal(size=(3, 5)).astype(np.float32)
+        h0, f = _normals(0, (3, 5), 2)
         logits = self.variant(losses.two_column_logits)(h0, f, alpha, beta)
         chex.assert_shape(logits, (3, 5))
-        pi_0 = _np_softmax(h0)
-        unnorm = pi_0**alpha * np.exp(beta * f.astype(np.float64))
+        unnorm = _np_tilted_prior(_np_log_softmax(h0), f, alpha, beta)
         expected = unnorm / unnorm.sum(-1, keepdims=True)
         np.testing.assert_allclose(jax.nn.softmax(logits), expected, rtol=_RTOL, atol=1e-6)
 
@@ -146,8 +156,7 @@ class SoftValueTest(chex.TestCase):
         log_pi_0 = _np_log_softmax(rng.normal(size=(3, 4))).astype(np.float32)
         v = self.variant(losses.soft_value)(q, log_pi_0, alpha, beta)
         chex.assert_shape(v, (3,))
-        pi_0 = np.exp(log_pi_0.astype(np.float64))
-        expected = np.log(np.sum(pi_0**alpha * np.exp(beta * q.astype(np.float64)), -1)) / beta
+        expected = np.log(np.sum(_np_tilted_prior(log_pi_0, q, alpha, beta), -1)) / beta
         np.testing.assert_allclose(v, expected, rtol=_RTOL, atol=_ATOL)
 
     @chex.variants(with_jit=True, without_jit=True)
@@ -233,9 +242,7 @@ class RegularizedRewardsTest(chex.TestCase):
 class DistillationLossTest(chex.TestCase):
     @chex.variants(with_jit=True, without_jit=True)
     def test_gradient_is_weighted_difference(self):
-        rng = np.random.default_rng(3)
-        logits_i = rng.normal(size=(4, 3)).astype(np.float32)
-        logits_0 = rng.normal(size=(4, 3)).astype(np.float32)
+        logits_i, logits_0 = _normals(3, (4, 3), 2)
         w = np.array([0.5, 1.0, 0.0, 2.0], np.float32)
         fn = self.variant(losses.distillation_loss)
         loss = fn(logits_i, logits_0, w)
@@ -247,8 +254,7 @@ class DistillationLossTest(chex.TestCase):
         np.testing.assert_allclose(g_0, expected, rtol=_RTOL, atol=1e-7)
 
     def test_vmap_and_errors(self):
-        rng = np.random.default_rng(4)
-        li, l0 = (rng.normal(size=(2, 3, 4)).astype(np.float32) for _ in range(2))
+        li, l0 = _normals(4, (2, 3, 4), 2)
         w = np.ones((2, 3), np.float32)
         fn = jax.jit(losses.distillation_loss)
         batched = jax.vmap(fn)(li, l0, w)

@@ -83,6 +83,20 @@ def _ppo(dist, x, **kwargs):
     )
 
 
+def _ppo_inputs(traj, mu_t) -> dict:
+    """``_ppo``'s inputs from a ``_trajectory``: its rewards as the advantages, its bootstrap
+    values as the returns, and ``mu_t`` as the behaviour log-probabilities."""
+    return dict(
+        pi_t=traj["pi_t"],
+        pi0_t=traj["pi0_t"],
+        a_t=traj["a_t"],
+        mu_t=mu_t,
+        adv_t=traj["r_t"],
+        ret_t=traj["v_t"],
+        v_tm1=traj["v_tm1"],
+    )
+
+
 def _categorical_direct_gradient(logits, logits_0):
     """∂(−mean_t g_t)/∂logits with g = −(α/β) KL(π_i‖π_0) + ((1−α)/β) H(π_i), π_0 fixed."""
     log_pi, log_pi_0 = _np_log_softmax(logits), _np_log_softmax(logits_0)
@@ -228,15 +242,7 @@ class DistralPPOLossTest(chex.TestCase):
         regulariser has no direct term at all."""
         traj = _trajectory(2)
         T = traj["r_t"].shape[0]
-        x = dict(
-            pi_t=traj["pi_t"],
-            pi0_t=traj["pi0_t"],
-            a_t=traj["a_t"],
-            mu_t=np.log(np.full(T, 0.3, np.float32)),  # ρ ≠ 1, some steps clipped
-            adv_t=traj["r_t"],
-            ret_t=traj["v_t"],
-            v_tm1=traj["v_tm1"],
-        )
+        x = _ppo_inputs(traj, np.log(np.full(T, 0.3, np.float32)))  # ρ ≠ 1, some steps clipped
         diff_names = ("pi_t", "pi0_t", "v_tm1")
 
         def loss(diff, scale):
@@ -281,15 +287,7 @@ class DistralPPOLossTest(chex.TestCase):
         """∂loss/∂logits_0 = distill_coef (α/β)(π_0 − π_i)/T; no gradient into π_i from it."""
         traj = _trajectory(3)
         T = traj["r_t"].shape[0]
-        x = dict(
-            pi_t=traj["pi_t"],
-            pi0_t=traj["pi0_t"],
-            a_t=traj["a_t"],
-            mu_t=np.log(np.full(T, 0.4, np.float32)),
-            adv_t=traj["r_t"],
-            ret_t=traj["v_t"],
-            v_tm1=traj["v_tm1"],
-        )
+        x = _ppo_inputs(traj, np.log(np.full(T, 0.4, np.float32)))
 
         def loss(pi_t, pi0_t, coef):
             out, _ = _ppo(
@@ -314,18 +312,8 @@ class DistralPPOLossTest(chex.TestCase):
         for seed in range(3):
             traj = _trajectory(10 + seed)
             T = traj["r_t"].shape[0]
-            xs.append(
-                dict(
-                    pi_t=traj["pi_t"],
-                    pi0_t=traj["pi0_t"],
-                    a_t=traj["a_t"],
-                    mu_t=dist.log_prob(traj["pi_t"], traj["a_t"]) - 0.3 * (seed - 1),
-                    adv_t=traj["r_t"],
-                    ret_t=traj["v_t"],
-                    v_tm1=traj["v_tm1"],
-                    scale=np.float32(0.5 + seed),
-                )
-            )
+            mu_t = dist.log_prob(traj["pi_t"], traj["a_t"]) - 0.3 * (seed - 1)
+            xs.append({**_ppo_inputs(traj, mu_t), "scale": np.float32(0.5 + seed)})
         batch = jax.tree_util.tree_map(lambda *v: np.stack(v), *xs)
 
         @jax.jit
@@ -392,15 +380,7 @@ class DistralPPOLossTest(chex.TestCase):
     def test_errors_name_the_argument(self):
         traj = _trajectory(5)
         T = traj["r_t"].shape[0]
-        x = dict(
-            pi_t=traj["pi_t"],
-            pi0_t=traj["pi0_t"],
-            a_t=traj["a_t"],
-            mu_t=traj["r_t"],
-            adv_t=traj["r_t"],
-            ret_t=traj["v_t"],
-            v_tm1=traj["v_tm1"],
-        )
+        x = _ppo_inputs(traj, traj["r_t"])
         names = dict(
             mu_t="behaviour_log_pi_t", adv_t="advantage_t", ret_t="returns_t", v_tm1="v_tm1"
         )
