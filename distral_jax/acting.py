@@ -180,10 +180,13 @@ def evaluate(
     The four modes run vmapped in one program. Returns a dict of ``[N]`` arrays (means over
     ``num_envs`` episodes per task): ``episode_return`` (π_i sampled), ``episode_return_greedy``,
     ``pi0_episode_return``, ``pi0_episode_return_greedy`` and the matching ``success`` rates.
+    Networks without a π_0 (``networks.uses_prior`` False: ``a3c``, ``a3c_multitask``) run the
+    two π_i modes only and report NaN for π_0's.
     """
     dist = networks.dist
-    use_prior = jnp.array([m[0] for m in _EVAL_MODES])
-    greedy = jnp.array([m[1] for m in _EVAL_MODES])
+    modes = _EVAL_MODES if networks.uses_prior else _EVAL_MODES[:2]
+    use_prior = jnp.array([m[0] for m in modes])
+    greedy = jnp.array([m[1] for m in modes])
 
     num_tasks = jax.tree_util.tree_leaves(tasks)[0].shape[0]
     start = networks.initial_state((num_tasks, num_envs))
@@ -200,12 +203,13 @@ def evaluate(
         )
         return episodes.returns.mean(axis=1), episodes.success.mean(axis=1)
 
-    keys = jax.random.split(key, len(_EVAL_MODES))
+    keys = jax.random.split(key, len(_EVAL_MODES))[: len(modes)]
     returns, successes = jax.vmap(one_mode)(keys, use_prior, greedy)
     out = {}
     for m, (_, _, return_name, success_name) in enumerate(_EVAL_MODES):
-        out[return_name] = returns[m]
-        out[success_name] = successes[m]
+        missing = jnp.full((num_tasks,), jnp.nan)
+        out[return_name] = returns[m] if m < len(modes) else missing
+        out[success_name] = successes[m] if m < len(modes) else missing
     return out
 
 

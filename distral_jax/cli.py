@@ -443,36 +443,6 @@ def config_table(
     return {name: base.replace(**dict(zip(fields, row, strict=True))) for name, row in rows.items()}
 
 
-class VariantStudy(typing.Protocol):
-    """The flags a study that compares variants shares (``--variants``, ``--seeds``...)."""
-
-    variants: Sequence[str]
-    seeds: int
-    quiet: bool
-    persistence: Persistence
-
-
-def train_study_variants(
-    env: TaskFamily, config: TrainConfig, study: VariantStudy, **kwargs: Any
-) -> dict[str, Any]:
-    """``sweeps.train_variants`` of the study's variants and seeds, with progress bars unless
-    ``--quiet`` and checkpoints in ``--checkpoint-dir``; ``kwargs`` (``log``, a
-    ``checkpoint_dir`` of the study's own) override those.
-
-    Returns:
-      variant -> ``sweeps.VariantResult``.
-    """
-    # Imported here: sweeps imports the trainer, whose checkpoints import this module.
-    from distral_jax import sweeps  # noqa: PLC0415
-
-    options = {
-        "show_progress": not study.quiet,
-        "checkpoint_dir": study.persistence.checkpoint_dir,
-        **kwargs,
-    }
-    return sweeps.train_variants(env, config, study.variants, study.seeds, **options)
-
-
 @dataclasses.dataclass(frozen=True)
 class Devices:
     """Which devices a run uses: one (default), a mesh of this host's, or several hosts'."""

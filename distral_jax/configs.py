@@ -354,6 +354,14 @@ class TrainConfig:
         )
 
     @property
+    def uses_prior(self) -> bool:
+        """Whether anything in the program reads π_0: not for a variant with α = 0, no
+        distillation and no 2-column logits (``a3c``, ``a3c_multitask``), whose networks then
+        skip h_θ0 (``DistralNetworks.uses_prior``)."""
+        v = self.resolved
+        return v.alpha > 0 or v.distill or v.architecture == "2col"
+
+    @property
     def learner_regularizer(self) -> Regularizer:
         """The regulariser's estimator the learner uses: ``regularizer``, or when that is None
         the learner's default ("analytic" for A2C, "sampled" for PPO)."""

@@ -210,6 +210,12 @@ class DistralNetworks:
       task_ids: ``[N]`` the id each task is shown as by the shared architecture (default
         ``arange(N)``; a subset of a family keeps the ids of its tasks in the family).
       num_task_ids: size of the shared architecture's one-hot task id (default N).
+      uses_prior: whether anything reads π_0. A variant with α = 0, no distillation and no
+        2-column logits (``a3c``, ``a3c_multitask``) never does: then h_θ0 is not evaluated
+        anywhere (θ_0 still exists, untouched, so that every variant's parameters have one
+        structure) and ``step`` returns ``stop_gradient(pi)`` in π_0's place, which the
+        losses weigh by α = 0 and a distillation weight of 0. ``Trainer`` refuses
+        hyperparameters that would read it (α or the distillation weight above 0).
     """
 
     def __init__(
@@ -228,7 +234,13 @@ class DistralNetworks:
         observation_vocabulary: int | None = None,
         task_ids: Sequence[int] | None = None,
         num_task_ids: int | None = None,
+        uses_prior: bool = True,
     ):
+        if not uses_prior and architecture == "2col":
+            raise ValueError(
+                "`uses_prior` must be True for the 2-column architecture (h_θ0 is a column)"
+            )
+        self.uses_prior = uses_prior
         self.task_ids = tuple(int(i) for i in (range(num_tasks) if task_ids is None else task_ids))
         self.num_task_ids = num_tasks if num_task_ids is None else int(num_task_ids)
         if len(self.task_ids) != num_tasks or not all(
@@ -347,8 +359,13 @@ class DistralNetworks:
         return loc, jax.nn.softplus(raw_scale + 0.5) + MIN_STD
 
     def _one_task(self, prior, task, value, task_id, obs, state: CoreState, column_alpha):
-        prior_carry, h0 = self._call(self.prior_net, prior, state.prior, obs)
         task_carry, f = self._call(self.policy_net, task, state.task, obs, task_id)
+        if not self.uses_prior:
+            pi = self._head(f)
+            value_carry, v = self._call(self.value_net, value, state.value, obs, task_id)
+            pi0 = jax.tree_util.tree_map(jax.lax.stop_gradient, pi)
+            return pi, pi0, v[..., 0], CoreState(state.prior, task_carry, value_carry)
+        prior_carry, h0 = self._call(self.prior_net, prior, state.prior, obs)
         pi0 = self._head(h0)
         if self.architecture != "2col":
             pi = self._head(f)
@@ -517,4 +534,5 @@ def make_networks(env: TaskFamily, config: TrainConfig) -> DistralNetworks:
         observation_vocabulary=env.observation_vocabulary,
         task_ids=env.task_ids,
         num_task_ids=env.num_task_ids,
+        uses_prior=config.uses_prior,
     )

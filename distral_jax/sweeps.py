@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import typing
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from distral_jax import cli
 from distral_jax.configs import VARIANTS, TrainConfig
 from distral_jax.envs.base import TaskFamily
 from distral_jax.train import train
@@ -170,11 +173,14 @@ def _train_group(
         lambda *xs: jnp.repeat(jnp.stack(xs), seeds, axis=0), *per_config
     )
     num_runs = len(configs) * seeds
+    # A group that mixes variants without π_0 (a3c) and with it (distral_kl_1col) shares the
+    # program that evaluates π_0; a group of the first kind alone skips it.
+    program = next((c for c in configs if c.uses_prior), configs[0])
     history: list[tuple[int, dict]] = []
     start = time.perf_counter()
     _, params, _ = train(
         env,
-        configs[0],
+        program,
         num_runs=num_runs,
         hparams=hparams,
         keys=paired_keys(configs[0].seed, seeds, len(configs)),
@@ -196,6 +202,9 @@ def _train_group(
             )
             for curve, key in CURVE_KEYS.items()
         }
+        if not configs[k].uses_prior:  # π_0 is not part of this variant: no curve of its own
+            for curve in ("pi0_sampled", "pi0_greedy"):
+                curves[curve] = np.full_like(curves[curve], np.nan)
         results[name] = VariantResult(
             steps=steps,
             curves=curves,
@@ -205,3 +214,30 @@ def _train_group(
             policy_params=jax.tree_util.tree_map(lambda x, r=rows: x[r], params),
         )
     return results
+
+
+class VariantStudy(typing.Protocol):
+    """The flags a study that compares variants shares (``--variants``, ``--seeds``...)."""
+
+    variants: Sequence[str]
+    seeds: int
+    quiet: bool
+    persistence: cli.Persistence
+
+
+def train_study(
+    env: TaskFamily, config: TrainConfig, study: VariantStudy, **kwargs: Any
+) -> dict[str, Any]:
+    """``train_variants`` of the study's variants and seeds, with progress bars unless
+    ``--quiet`` and checkpoints in ``--checkpoint-dir``; ``kwargs`` (``log``, a
+    ``checkpoint_dir`` of the study's own) override those.
+
+    Returns:
+      variant -> ``VariantResult``.
+    """
+    options = {
+        "show_progress": not study.quiet,
+        "checkpoint_dir": study.persistence.checkpoint_dir,
+        **kwargs,
+    }
+    return train_variants(env, config, study.variants, study.seeds, **options)

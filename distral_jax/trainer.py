@@ -335,6 +335,21 @@ class Trainer:
             iteration=per_run(state.iteration),
         )
 
+    def check_hparams(self, hparams: Hyperparams) -> None:
+        """Refuses hyperparameters these networks cannot honour: a variant without π_0
+        (``a3c``, ``a3c_multitask``: ``networks.uses_prior`` False) never evaluates h_θ0, so
+        α and the distillation weight must be 0 in every run."""
+        if self.networks.uses_prior:
+            return
+        for name in ("alpha", "distill_coef"):
+            values = np.asarray(jax.device_get(getattr(hparams, name)))
+            if np.any(values != 0):
+                raise ValueError(
+                    f"`hparams.{name}` must be 0 for variant {self.config.variant!r}, which has "
+                    f"no π_0 (α = 0, no distillation); got {values.tolist()}. Use a Distral "
+                    "variant, or variant='custom' with distill=True, to weigh π_0."
+                )
+
     def compile(
         self, keys: jax.Array, hparams: Hyperparams, mesh: Mesh | None = None
     ) -> CompiledRun:
@@ -352,6 +367,7 @@ class Trainer:
           mesh: devices to split runs and tasks over (axis names ``"runs"``/``"tasks"``,
             checked by ``sharding.check_mesh``); ``None``: JAX's default device.
         """
+        self.check_hparams(hparams)
         start = time.perf_counter()
         init = jax.vmap(self.init)
         run, evaluate = jax.vmap(self.run), jax.vmap(self.evaluate)

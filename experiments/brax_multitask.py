@@ -32,7 +32,7 @@ import jax
 import numpy as np
 import tyro
 
-from distral_jax import acting, analysis, cli, presets
+from distral_jax import acting, analysis, cli, presets, sweeps
 from distral_jax.checkpoint import CheckpointError
 from distral_jax.configs import VARIANTS, TrainConfig
 from distral_jax.envs import registry
@@ -216,7 +216,7 @@ def main(argv=None) -> int:
         env, config.episode_length, config.eval_envs, jax.random.PRNGKey(1)
     )
     try:
-        results = cli.train_study_variants(env, config, args)
+        results = sweeps.train_study(env, config, args)
     except CheckpointError as error:
         print(f"brax_multitask.py: error: {error}", file=sys.stderr)
         return 2

@@ -36,7 +36,7 @@ from typing import Annotated, Literal
 import numpy as np
 import tyro
 
-from distral_jax import analysis, cli, presets
+from distral_jax import analysis, cli, presets, sweeps
 from distral_jax.checkpoint import CheckpointError
 from distral_jax.configs import VARIANTS, TrainConfig
 from distral_jax.envs import gridworld
@@ -64,7 +64,7 @@ def run_design(name: str, args: Study) -> dict:
     optimal = np.asarray(env.optimal_returns(episode_length))
     threshold = 0.9 * optimal
     config = args.train.replace(episode_length=episode_length)
-    results = cli.train_study_variants(
+    results = sweeps.train_study(
         env,
         config,
         args,

@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, title in enumerate(titles):
         print(f"  task {i}: {title}")
     try:
-        results = cli.train_study_variants(env, config, args)
+        results = sweeps.train_study(env, config, args)
     except CheckpointError as error:
         print(f"minigrid_multitask.py: error: {error}", file=sys.stderr)
         return 2

@@ -282,6 +282,45 @@ def test_vmap_over_tasks_matches_tasks_one_at_a_time():
         np.testing.assert_array_equal(alone.obs, stepped.obs[i])
 
 
+@pytest.mark.parametrize("variant", ["a3c", "a3c_multitask"])
+def test_variants_without_a_prior_skip_it_and_learn_exactly_as_with_it(variant):
+    # a3c and a3c_multitask never read π_0 (α = 0, no distillation): their networks skip h_θ0.
+    # Their losses and gradients are those of the same networks evaluating a (weight-0) π_0.
+    env = tiny_grid()
+    config = tiny_config(variant, unroll_length=6, learner="ppo", ppo_minibatches=2)
+    trainer = Trainer(env, config)
+    assert not config.uses_prior and not trainer.networks.uses_prior
+    reference = Trainer(env, config)
+    reference.networks.uses_prior = True  # the same networks, π_0 evaluated
+    state = trainer.init(jax.random.PRNGKey(3))
+    _, _, traj = reference.rollout(state, jax.random.PRNGKey(4))
+    inputs = (state.params, state.hparams, state.obs_stats, traj)
+    returns, advantages = trainer.learner.targets(*inputs)
+    expected = reference.learner.targets(*inputs)
+    np.testing.assert_allclose(returns, expected[0], rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(advantages, expected[1], rtol=1e-6, atol=1e-6)
+
+    def grads(learner):
+        batch = (traj, returns, advantages)
+        loss = lambda p: learner.minibatch_loss(p, state.hparams, state.obs_stats, batch, 1.0)
+        return jax.grad(lambda p: loss(p)[0])(state.params)
+
+    got, want = grads(trainer.learner), grads(reference.learner)
+    for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    assert all(np.all(g == 0) for g in jax.tree_util.tree_leaves(got.prior))
+    # Evaluation runs π_i alone: π_0's returns are NaN, not a random network's.
+    metrics = jax.jit(trainer.evaluate)(state, jax.random.PRNGKey(5))
+    assert np.all(np.isfinite(metrics["episode_return"]))
+    assert np.all(np.isnan(metrics["pi0_episode_return_greedy"]))
+    # Hyperparameters that would weigh the missing π_0 are refused before compiling.
+    for name in ("alpha", "distill_coef"):
+        hparams = state.hparams.replace(**{name: jnp.asarray(0.5)})
+        with pytest.raises(ValueError, match=f"hparams.{name}"):
+            trainer.check_hparams(hparams)
+    trainer.check_hparams(state.hparams)
+
+
 def test_same_seed_same_metrics():
     env = tiny_grid()
     config = tiny_config("distral_kl_2col", total_env_steps=4_000, eval_every=4_000)
