@@ -206,8 +206,8 @@ def evaluate(
     keys = jax.random.split(key, len(_EVAL_MODES))[: len(modes)]
     returns, successes = jax.vmap(one_mode)(keys, use_prior, greedy)
     out = {}
+    missing = jnp.full((num_tasks,), jnp.nan)
     for m, (_, _, return_name, success_name) in enumerate(_EVAL_MODES):
-        missing = jnp.full((num_tasks,), jnp.nan)
         out[return_name] = returns[m] if m < len(modes) else missing
         out[success_name] = successes[m] if m < len(modes) else missing
     return out

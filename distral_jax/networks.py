@@ -360,9 +360,9 @@ class DistralNetworks:
 
     def _one_task(self, prior, task, value, task_id, obs, state: CoreState, column_alpha):
         task_carry, f = self._call(self.policy_net, task, state.task, obs, task_id)
-        if not self.uses_prior:
+        value_carry, v = self._call(self.value_net, value, state.value, obs, task_id)
+        if not self.uses_prior:  # h_θ0 is never read: π_0's place holds a weight-0 copy of π_i
             pi = self._head(f)
-            value_carry, v = self._call(self.value_net, value, state.value, obs, task_id)
             pi0 = jax.tree_util.tree_map(jax.lax.stop_gradient, pi)
             return pi, pi0, v[..., 0], CoreState(state.prior, task_carry, value_carry)
         prior_carry, h0 = self._call(self.prior_net, prior, state.prior, obs)
@@ -374,7 +374,6 @@ class DistralNetworks:
         else:
             column = self._head(f)
             pi = gaussian_two_column(pi0[0], pi0[1], column[0], column[1], column_alpha)
-        value_carry, v = self._call(self.value_net, value, state.value, obs, task_id)
         return pi, pi0, v[..., 0], CoreState(prior_carry, task_carry, value_carry)
 
     def step(
