@@ -27,6 +27,16 @@ def _python() -> Path:
     return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
+def _pip_version() -> tuple[int, ...]:
+    out = subprocess.run(
+        [str(_python()), "-c", "import pip; print(pip.__version__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return tuple(int(p) for p in out.strip().split(".")[:2] if p.isdigit())
+
+
 def _ensure_env() -> Path:
     want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text().strip() == want and _python().exists():
@@ -36,7 +46,8 @@ def _ensure_env() -> Path:
         venv.EnvBuilder(with_pip=True).create(VENV)
     print("[dev] installing distral_jax and its dependencies (first use only)", flush=True)
     pip = [str(_python()), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    if _pip_version() < (21, 3):  # editable installs from pyproject.toml (PEP 660)
+        subprocess.run([*pip, "--upgrade", "pip"], check=True)
     subprocess.run([*pip, "-e", f"{ROOT}[dev]"], check=True)
     STAMP.write_text(want)
     return _python()

@@ -21,7 +21,6 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
-import rlax
 
 from distral_jax.distributions import (
     DistParams,
@@ -503,6 +502,10 @@ def regularized_returns(
 
 def _lambda_returns(reward_t, discount_t, done_t, v_tm1, v_t, lambda_):
     """λ-returns cut at episode ends, and advantages; constants for the gradient."""
+    # Imported here, at trace time: rlax brings distrax and TensorFlow Probability, most of a
+    # second of every launch's start-up for one function.
+    import rlax
+
     sg = jax.lax.stop_gradient
     lambda_t = lambda_ * (1.0 - done_t)
     returns_t = sg(rlax.lambda_returns(sg(reward_t), discount_t, sg(v_t), lambda_t))
