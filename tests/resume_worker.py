@@ -32,7 +32,7 @@ TIMING = ("training/sps", "training/sps_all_runs", "training/compile_time_s")
 # Checkpoints every 640 steps, the two newest kept.
 _SAVES = dict(checkpoint_every=640, keep_checkpoints=2)
 CONFIGS = {
-    "gridworld": presets.tiny(total_env_steps=9_600, eval_every=960, **_SAVES),
+    "gridworld": presets.tiny(total_env_steps=4_800, eval_every=960, **_SAVES),
     "point_mass": presets.tiny(
         learner="ppo",
         normalize_observations=True,
