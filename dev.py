@@ -45,10 +45,10 @@ def _ensure_env() -> Path:
         print(f"[dev] creating virtual environment in {VENV.name}/", flush=True)
         venv.EnvBuilder(with_pip=True).create(VENV)
     print("[dev] installing distral_jax and its dependencies (first use only)", flush=True)
-    # --no-compile: pip would byte-compile every module of every dependency (half the set-up's
-    # time); Python compiles the ones a run imports, once, when it first imports them.
+    # Byte-compiled at install (pip's default, half the install's time): with
+    # PYTHONDONTWRITEBYTECODE set, as on some CI machines, every test subprocess would
+    # otherwise compile its imports again.
     pip = [str(_python()), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-    pip.append("--no-compile")
     if _pip_version() < (21, 3):  # editable installs from pyproject.toml (PEP 660)
         subprocess.run([*pip, "--upgrade", "pip"], check=True)
     subprocess.run([*pip, "-e", f"{ROOT}[dev]"], check=True)
