@@ -60,6 +60,11 @@ CASES = {
         GymnaxFamily("CartPole-v1", num_tasks=1),
         peers.matched_config("CartPole-v1", 500_000).replace(iterations_per_call=10),
     ),
+    # The continuous peer row's settings (peers.py: Pendulum-v1 at lr 1e-3).
+    "pendulum_a3c_ppo": lambda: (
+        GymnaxFamily("Pendulum-v1", num_tasks=1),
+        peers.matched_config("Pendulum-v1", 500_000).replace(iterations_per_call=10),
+    ),
     "halfcheetah_distral_ppo": lambda: _quick_family(
         "halfcheetah_vel", "distral_klent_2col", "ppo"
     ),
