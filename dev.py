@@ -10,6 +10,7 @@ into the virtual environment when pyproject.toml changes (its hash is kept in .v
 
 from __future__ import annotations
 
+import ensurepip
 import hashlib
 import os
 import subprocess
@@ -27,16 +28,6 @@ def _python() -> Path:
     return VENV / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
 
 
-def _pip_version() -> tuple[int, ...]:
-    out = subprocess.run(
-        [str(_python()), "-c", "import pip; print(pip.__version__)"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return tuple(int(p) for p in out.strip().split(".")[:2] if p.isdigit())
-
-
 def _ensure_env() -> Path:
     want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
     if STAMP.exists() and STAMP.read_text().strip() == want and _python().exists():
@@ -49,7 +40,10 @@ def _ensure_env() -> Path:
     # PYTHONDONTWRITEBYTECODE set, as on some CI machines, every test subprocess would
     # otherwise compile its imports again.
     pip = [str(_python()), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-    if _pip_version() < (21, 3):  # editable installs from pyproject.toml (PEP 660)
+    # The pip that venv installed (this Python's bundled one) must do editable installs from
+    # pyproject.toml (PEP 660, pip 21.3); Python 3.10's first releases bundled 21.2.
+    bundled = tuple(int(p) for p in ensurepip.version().split(".")[:2])
+    if bundled < (21, 3):
         subprocess.run([*pip, "--upgrade", "pip"], check=True)
     subprocess.run([*pip, "-e", f"{ROOT}[dev]"], check=True)
     STAMP.write_text(want)

@@ -54,17 +54,15 @@ def _quick_family(name: str, variant: str, learner: str) -> tuple[TaskFamily, Tr
     return compare.make_family(name, family.tasks), config
 
 
+def _peer_case(env_id: str) -> tuple[GymnaxFamily, TrainConfig]:
+    """One task at rejax's (PureJaxRL's) settings for ``env_id``, as ``peers.py`` trains it."""
+    config = peers.matched_config(env_id, 500_000).replace(iterations_per_call=10)
+    return GymnaxFamily(env_id, num_tasks=1), config
+
+
 CASES = {
-    # rejax's (PureJaxRL's) CartPole settings, one task (peers.py).
-    "cartpole_a3c_ppo": lambda: (
-        GymnaxFamily("CartPole-v1", num_tasks=1),
-        peers.matched_config("CartPole-v1", 500_000).replace(iterations_per_call=10),
-    ),
-    # The continuous peer row's settings (peers.py: Pendulum-v1 at lr 1e-3).
-    "pendulum_a3c_ppo": lambda: (
-        GymnaxFamily("Pendulum-v1", num_tasks=1),
-        peers.matched_config("Pendulum-v1", 500_000).replace(iterations_per_call=10),
-    ),
+    "cartpole_a3c_ppo": lambda: _peer_case("CartPole-v1"),
+    "pendulum_a3c_ppo": lambda: _peer_case("Pendulum-v1"),  # the continuous peer row (lr 1e-3)
     "halfcheetah_distral_ppo": lambda: _quick_family(
         "halfcheetah_vel", "distral_klent_2col", "ppo"
     ),
