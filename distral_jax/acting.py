@@ -110,6 +110,7 @@ def rollout(
     tasks: PyTree,
     key: jax.Array,
     unroll_length: int,
+    random_actions: jax.Array | None = None,
 ) -> tuple[State, CoreState, Transition]:
     """``unroll_length`` steps of the task policies π_i in every environment of every task.
 
@@ -122,6 +123,9 @@ def rollout(
       tasks: task parameters, leading axis N.
       key: PRNG key.
       unroll_length: T.
+      random_actions: optional boolean scalar: act uniformly at random instead
+        (``DistributionOps.uniform``; an off-policy learner's warm-up). ``behaviour_log_prob``
+        stays π_i's.
     Returns:
       ``(env_state [N, E], core_state [N, E], trajectories [N, E, T])``: time is the last batch
       axis, so that a learner can ``vmap`` a per-trajectory loss over tasks and environments.
@@ -133,6 +137,9 @@ def rollout(
         env_state, core_state = carry
         pi, _, _, next_core = _act(networks, policy_params, env_state.obs, core_state)
         action = dist.sample(step_key, pi)
+        if random_actions is not None:
+            uniform = dist.uniform(jax.random.fold_in(step_key, 1), pi)
+            action = jnp.where(random_actions, uniform, action)
         nxt = batch_step(env, env_state, dist.postprocess(action), tasks)
         # The environment auto-reset where an episode ended: so do the cores.
         next_core = reset_core_state(next_core, nxt.done)

@@ -49,7 +49,7 @@ VariantName = Literal[
     "distral_klent_2col",
     "custom",
 ]
-Learner = Literal["a2c", "ppo"]
+Learner = Literal["a2c", "ppo", "sac"]
 Core = Literal["mlp", "lstm", "gru"]
 
 
@@ -184,7 +184,8 @@ class TrainConfig:
       c_ent: the paper's cost of (minus) the entropy, for custom variants.
       distill: whether π_0 is trained by distillation and the KL enters the reward (custom only).
       beta: β for presets.
-      learner: "a2c" (the paper's advantage actor-critic) or "ppo".
+      learner: "a2c" (the paper's advantage actor-critic), "ppo", or "sac" (soft actor-critic:
+        off-policy, from a replay buffer per task; ``learners.sac``).
       regularizer: "analytic" (per-state KL and entropy) or "sampled" (the paper's: in the
         regularised reward); None (the default) is the learner's own, ``learner_regularizer``:
         analytic for A2C (lower variance), sampled for PPO, whose ratio clip caps the sampled
@@ -228,6 +229,22 @@ class TrainConfig:
         which moves the fixed point (β about 4 % smaller on the bandit, tanh-Gaussian policies
         13–15 % too wide at one epoch; docs/maths.md §6).
       normalize_observations: running mean/std normalisation of observations (shared by tasks).
+      action_squash: Gaussian policies act through tanh, inside (−1, 1)^D (True, for bounded
+        actions); False: plain Gaussians, for families whose actions are unbounded (the
+        quadratic bandit's closed-form optimum, docs/maths.md §8).
+      replay_capacity: SAC's transitions kept per task (a ring buffer per task on the device,
+        ``distral_jax.replay``: N × capacity × (2 × observation + action + 2) float32 values).
+      sac_batch_size: SAC's transitions sampled per task per gradient step.
+      sac_grad_updates: SAC's gradient steps per iteration of ``num_envs × unroll_length`` env
+        steps per task (the replay ratio is sac_grad_updates × sac_batch_size / (num_envs ×
+        unroll_length) samples per env step).
+      sac_warmup_steps: env steps per task, uniformly random actions, before SAC learns.
+      sac_tau: Polyak factor of SAC's target critics, per gradient step.
+      sac_auto_temperature: learn each task's β so that its policy keeps ``sac_target_entropy``
+        (SAC's constrained form, docs/maths.md §11); off: β is the config's, fixed.
+      sac_target_entropy: the entropy ``sac_auto_temperature`` holds (of −log π_i + α log π_0,
+        docs/maths.md §11); None: −D for D continuous action dimensions, ½ (1 − α) log A for
+        A actions (half the most it can be at that α).
       seed: PRNG seed.
       checkpoint_every: env steps between checkpoints when ``train`` is given a checkpoint
         directory (rounded up to whole jitted calls; the end of the run is always saved).
@@ -264,6 +281,14 @@ class TrainConfig:
     ppo_clip: float = 0.2
     ppo_normalize_advantages: bool = False
     normalize_observations: bool = False
+    action_squash: bool = True
+    replay_capacity: int = 1_000_000
+    sac_batch_size: int = 256
+    sac_grad_updates: int = 16
+    sac_warmup_steps: int = 10_000
+    sac_tau: float = 0.005
+    sac_auto_temperature: bool = False
+    sac_target_entropy: float | None = None
     seed: int = 0
     checkpoint_every: int = 1_000_000
     keep_checkpoints: int = 3
@@ -277,7 +302,9 @@ class TrainConfig:
             "'1col', '2col' or 'shared'",
             self.architecture,
         )
-        _require(self.learner in ("a2c", "ppo"), "learner", "'a2c' or 'ppo'", self.learner)
+        _require(
+            self.learner in ("a2c", "ppo", "sac"), "learner", "'a2c', 'ppo' or 'sac'", self.learner
+        )
         _require(self.core in ("mlp", "lstm", "gru"), "core", "'mlp', 'lstm' or 'gru'", self.core)
         _require(
             self.regularizer in (None, "analytic", "sampled"),
@@ -297,6 +324,9 @@ class TrainConfig:
             "ppo_minibatches",
             "checkpoint_every",
             "keep_checkpoints",
+            "replay_capacity",
+            "sac_batch_size",
+            "sac_grad_updates",
         ):
             value = getattr(self, name)
             _require(isinstance(value, int) and value > 0, name, "a positive integer", value)
@@ -328,7 +358,38 @@ class TrainConfig:
                 f"a divisor of num_envs={self.num_envs}",
                 self.ppo_minibatches,
             )
+        if self.learner == "sac":
+            self._check_sac()
         self.hyperparams()  # validates the numeric fields with named errors
+
+    def _check_sac(self) -> None:
+        _require(
+            self.core == "mlp",
+            "core",
+            "'mlp' with learner='sac' (SAC replays single transitions; a recurrent core "
+            "would need sequence replay)",
+            self.core,
+        )
+        _require(
+            isinstance(self.sac_warmup_steps, int) and self.sac_warmup_steps >= 0,
+            "sac_warmup_steps",
+            "a non-negative integer",
+            self.sac_warmup_steps,
+        )
+        _require(0 < self.sac_tau <= 1, "sac_tau", "in (0, 1]", self.sac_tau)
+        per_iteration = self.num_envs * self.unroll_length
+        _require(
+            self.replay_capacity >= per_iteration,
+            "replay_capacity",
+            f">= num_envs × unroll_length = {per_iteration} (one iteration's transitions per task)",
+            self.replay_capacity,
+        )
+        _require(
+            self.sac_batch_size <= self.replay_capacity,
+            "sac_batch_size",
+            f"<= replay_capacity = {self.replay_capacity}",
+            self.sac_batch_size,
+        )
 
     @property
     def resolved(self) -> Variant:

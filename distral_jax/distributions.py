@@ -155,6 +155,9 @@ class DistributionOps(NamedTuple):
       squash_log_det: ``action -> [...]``, log |d postprocess / d action| summed over action
         dimensions (0 without a squash). The entropy of the squashed policy is
         ``entropy + E[squash_log_det]``; losses estimate the expectation at the taken action.
+      uniform: ``(key, params) -> action`` shaped like ``sample``'s, whose ``postprocess`` is
+        uniform over the environment's actions (the A arms; the box [−1, 1]^D): an off-policy
+        learner's exploration before it learns.
     """
 
     log_prob: Callable[[DistParams, Array], Array]
@@ -165,6 +168,7 @@ class DistributionOps(NamedTuple):
     postprocess: Callable[[Array], Array]
     discrete: bool
     squash_log_det: Callable[[Array], Array]
+    uniform: Callable[[Array, DistParams], Array]
 
 
 def categorical() -> DistributionOps:
@@ -178,12 +182,27 @@ def categorical() -> DistributionOps:
         postprocess=lambda a: a,
         discrete=True,
         squash_log_det=lambda a: jnp.zeros(a.shape, jnp.float32),
+        uniform=lambda key, logits: jax.random.randint(key, logits.shape[:-1], 0, logits.shape[-1]),
     )
 
 
 def _gaussian_sample(key: Array, params: tuple[Array, Array]) -> Array:
     loc, scale = params
     return loc + scale * jax.random.normal(key, loc.shape, loc.dtype)
+
+
+def _box_uniform(key: Array, params: tuple[Array, Array]) -> Array:
+    loc, _ = params
+    return jax.random.uniform(key, loc.shape, loc.dtype, minval=-1.0, maxval=1.0)
+
+
+# tanh of a float32 above atanh(1 − 1e-6) ≈ 7.25 rounds to 1, where the squash's log-Jacobian
+# is −inf: uniform actions stop that far inside the box.
+_TANH_EDGE = 1.0 - 1e-6
+
+
+def _tanh_uniform(key: Array, params: tuple[Array, Array]) -> Array:
+    return jnp.arctanh(_TANH_EDGE * _box_uniform(key, params))
 
 
 def gaussian() -> DistributionOps:
@@ -197,6 +216,7 @@ def gaussian() -> DistributionOps:
         postprocess=lambda a: a,
         discrete=False,
         squash_log_det=lambda a: jnp.zeros(a.shape[:-1], a.dtype),
+        uniform=_box_uniform,
     )
 
 
@@ -211,4 +231,5 @@ def tanh_gaussian() -> DistributionOps:
         postprocess=jnp.tanh,
         discrete=False,
         squash_log_det=tanh_log_det_jacobian,
+        uniform=_tanh_uniform,
     )

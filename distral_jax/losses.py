@@ -47,8 +47,12 @@ __all__ = [
     "gaussian_two_column",
     "regularized_returns",
     "regularized_rewards",
+    "sac_policy_loss",
     "scaled_log_prior",
+    "soft_bellman_target",
     "soft_value",
+    "temperature_loss",
+    "twin_critic_loss",
     "two_column_logits",
 ]
 
@@ -510,3 +514,175 @@ def _lambda_returns(reward_t, discount_t, done_t, v_tm1, v_t, lambda_):
     lambda_t = lambda_ * (1.0 - done_t)
     returns_t = sg(rlax.lambda_returns(sg(reward_t), discount_t, sg(v_t), lambda_t))
     return returns_t, returns_t - sg(v_tm1)
+
+
+# ----------------------------------------------------------------------------- soft actor-critic
+#
+# One batch ``[B]`` of replayed transitions of one task (the learner vmaps over tasks). π_i's
+# optimum under J is π_i ∝ π_0^α exp(β Q_i) with the soft action value
+#   Q_i(s, a) = r + γ_t E_{a'~π_i}[Q_i(s', a') + (α/β) log π_0(a'|s') − (1/β) log π_i(a'|s')],
+# which these three losses estimate from replay (docs/maths.md §11).
+
+
+def _regularized_log_ratio(dist, pi, pi0, a, alpha, beta):
+    """(α/β) log π_0(a) − (1/β) log π_i(a) at actions ``a`` (both squashed densities: their
+    Jacobians weigh (1 − α)/β, the squashed policy's entropy bonus)."""
+    log_pi0 = scaled_log_prior(dist.log_prob(pi0, a), alpha)
+    return log_pi0 / beta - dist.log_prob(pi, a) / beta
+
+
+def _expected_regularized(logits, logits_0, q, alpha, beta):
+    """Σ_a π_i(a) [q(a) + (α/β) log π_0(a) − (1/β) log π_i(a)] over the last axis."""
+    log_pi = jax.nn.log_softmax(logits, axis=-1)
+    log_pi0 = scaled_log_prior(jax.nn.log_softmax(logits_0, axis=-1), alpha)
+    return jnp.sum(jnp.exp(log_pi) * (q + log_pi0 / beta - log_pi / beta), axis=-1)
+
+
+def _check_batch(name: str, x, batch: int, rank: int | set[int]) -> None:
+    check_rank(name, x, rank)
+    if jnp.shape(x)[0] != batch:
+        raise ValueError(f"`{name}` has {jnp.shape(x)[0]} transitions but `r_t` has {batch}")
+
+
+def soft_bellman_target(
+    dist: DistributionOps,
+    r_t: Array,
+    discount_t: Array,
+    q_next_t: Array,
+    pi_next_t: DistParams,
+    pi0_next_t: DistParams,
+    a_next_t: Array | None,
+    alpha: Numeric,
+    beta: Numeric,
+) -> Array:
+    """SAC's soft Bellman target on the Distral objective, for a batch of transitions.
+
+        y_t = r_t + discount_t · V(s'_t),
+        V(s') = E_{a'~π_i(·|s')} [ min_k Q̄_k(s', a') + (α/β) log π_0(a'|s') − (1/β) log π_i(a'|s') ]
+
+    with Q̄_k the target critics. Discrete actions: the expectation is the exact sum over the A
+    actions (``q_next_t [B, K, A]``, ``a_next_t`` None). Continuous: one sample a' ~ π_i(·|s')
+    (``a_next_t [B, D]``, pre-squash for tanh-Gaussians; ``q_next_t [B, K]`` the critics at the
+    environment's action). ``discount_t`` is γ, or 0 where the episode terminated; a truncated
+    step keeps γ and bootstraps from the state it reached (``s'`` the true last state).
+
+    Args:
+      dist: the policies' distribution family.
+      r_t, discount_t: ``[B]``.
+      q_next_t: ``[B, K]`` or ``[B, K, A]`` target critics at s'.
+      pi_next_t, pi0_next_t: π_i's and π_0's parameters at s' (``[B, A]`` or ``[B, D]`` leaves).
+      a_next_t: ``[B, D]`` sampled actions (continuous), None (discrete).
+      alpha, beta: Distral's α ∈ [0, 1] and β > 0 (may be traced).
+    Returns:
+      ``[B]`` targets, through which no gradient flows.
+    """
+    r_t, discount_t, q_next_t = _arrays(r_t, discount_t, q_next_t)
+    check_alpha_beta(alpha, beta)
+    check_rank("r_t", r_t, 1)
+    check_same_shape(r_t=r_t, discount_t=discount_t)
+    batch = r_t.shape[0]
+    _check_batch("q_next_t", q_next_t, batch, 3 if dist.discrete else 2)
+    if dist.discrete != (a_next_t is None):
+        raise ValueError(
+            "`a_next_t` must be None for a categorical policy (an exact expectation over "
+            "actions) and the sampled [B, D] actions for a Gaussian one"
+        )
+    min_q = jnp.min(q_next_t, axis=1)  # over the K critics
+    if dist.discrete:
+        value = _expected_regularized(pi_next_t, pi0_next_t, min_q, alpha, beta)
+    else:
+        _check_batch("a_next_t", a_next_t, batch, 2)
+        value = min_q + _regularized_log_ratio(dist, pi_next_t, pi0_next_t, a_next_t, alpha, beta)
+    return jax.lax.stop_gradient(r_t + discount_t * value)
+
+
+def twin_critic_loss(q_t: Array, target_t: Array) -> Array:
+    """Each critic's squared error to the (fixed) target: mean_t Σ_k ½ (Q_k(s_t, a_t) − y_t)².
+
+    Args:
+      q_t: ``[B, K]`` the K critics at the stored transitions.
+      target_t: ``[B]`` ``soft_bellman_target``.
+    Returns:
+      scalar.
+    """
+    q_t, target_t = _arrays(q_t, target_t)
+    check_rank("q_t", q_t, 2)
+    check_rank("target_t", target_t, 1)
+    if q_t.shape[0] != target_t.shape[0]:
+        raise ValueError(f"`q_t` has {q_t.shape[0]} transitions but `target_t` {target_t.shape[0]}")
+    error = q_t - jax.lax.stop_gradient(target_t)[:, None]
+    return jnp.mean(jnp.sum(0.5 * error**2, axis=1))
+
+
+def sac_policy_loss(
+    dist: DistributionOps,
+    pi_t: DistParams,
+    pi0_t: DistParams,
+    q_t: Array,
+    a_t: Array | None,
+    alpha: Numeric,
+    beta: Numeric,
+) -> Array:
+    """SAC's policy loss on the Distral objective, at a batch of replayed states:
+
+    L = mean_t E_{a~π_i(·|s_t)} [ (1/β) log π_i(a|s_t) − (α/β) log π_0(a|s_t) − min_k Q_k(s_t,a) ]
+
+    whose minimiser at each state is π_i ∝ π_0^α exp(β min_k Q_k). π_0's own parameters get no
+    gradient here (that is the distillation's part, ``distillation_loss``); a 2-column π_i still
+    passes its gradient to h_θ0 through ``pi_t``.
+
+    Discrete actions: the exact sum over actions (``q_t [B, K, A]``, constants; ``a_t`` None).
+    Continuous: ``a_t [B, D]`` reparameterised samples of π_i (a differentiable function of
+    ``pi_t``) and ``q_t [B, K]`` the critics at them (differentiable through the action only),
+    the pathwise estimator.
+
+    Args:
+      dist: the policies' distribution family.
+      pi_t, pi0_t: π_i's and π_0's parameters at the states.
+      q_t: ``[B, K]`` or ``[B, K, A]``.
+      a_t: ``[B, D]`` or None.
+      alpha, beta: Distral's α and β.
+    Returns:
+      scalar.
+    """
+    q_t = jnp.asarray(q_t)
+    check_alpha_beta(alpha, beta)
+    batch = jax.tree_util.tree_leaves(pi_t)[0].shape[0]
+    _check_batch("q_t", q_t, batch, 3 if dist.discrete else 2)
+    if dist.discrete != (a_t is None):
+        raise ValueError(
+            "`a_t` must be None for a categorical policy and reparameterised [B, D] samples "
+            "for a Gaussian one"
+        )
+    pi0_t = jax.lax.stop_gradient(pi0_t)
+    min_q = jnp.min(q_t, axis=1)
+    if dist.discrete:
+        return -jnp.mean(
+            _expected_regularized(pi_t, pi0_t, jax.lax.stop_gradient(min_q), alpha, beta)
+        )
+    _check_batch("a_t", a_t, batch, 2)
+    return -jnp.mean(min_q + _regularized_log_ratio(dist, pi_t, pi0_t, a_t, alpha, beta))
+
+
+def temperature_loss(
+    log_temperature: Array, regularized_entropy_t: Array, target_entropy: Numeric
+) -> Array:
+    """SAC's temperature loss for one task, with temperature 1/β = exp(log_temperature):
+
+        L = exp(log_temperature) · mean_t sg(H_t − H̄),   H_t = E_{π_i}[−log π_i + α log π_0](s_t)
+
+    Gradient descent raises the temperature while the policy's regularised entropy H_t is below
+    the target H̄ and lowers it above: the dual of maximising the return subject to
+    mean_t H_t ≥ H̄ (docs/maths.md §11). With α = 0, H_t is π_i's entropy (SAC's).
+
+    Args:
+      log_temperature: scalar, log(1/β).
+      regularized_entropy_t: ``[B]`` H_t (exact for categoricals, one sample otherwise).
+      target_entropy: H̄.
+    Returns:
+      scalar.
+    """
+    check_rank("log_temperature", log_temperature, 0)
+    check_rank("regularized_entropy_t", regularized_entropy_t, 1)
+    gap = jax.lax.stop_gradient(jnp.mean(regularized_entropy_t) - target_entropy)
+    return jnp.exp(log_temperature) * gap

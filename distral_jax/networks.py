@@ -10,7 +10,10 @@ with ``vmap``; there is no Python loop over tasks. The three architectures:
                docs/maths.md §3); for Gaussians the product π_0^α_c · N(column).
   * ``shared`` one network for every task, fed the observation and a one-hot task id.
 
-Value functions are separate per-task networks (task-conditioned for ``shared``).
+Value functions are separate per-task networks (task-conditioned for ``shared``). For an
+off-policy learner (``critic="twin_q"``, SAC) the value slot holds twin action-value critics
+instead: Q_ik(s, a) for k = 1, 2, from (s, a) for continuous actions or as ``[A]`` values of
+every action from s for discrete ones (``DistralNetworks.q_values``).
 
 Every network is ``[image torso] -> tanh layers -> [recurrent core] -> head``: the core
 (``TrainConfig.core``) is feed-forward (``"mlp"``) or an LSTM/GRU cell whose state
@@ -21,7 +24,7 @@ trajectory (``DistralNetworks.unroll``); ``(H, W, C)`` observations go through `
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -36,6 +39,8 @@ from distral_jax.two_column import gaussian_two_column, two_column_logits
 
 PyTree = Any
 MIN_STD = 1e-3
+Critic = Literal["value", "twin_q"]
+TWIN = 2  # critics per task with ``critic="twin_q"``
 
 
 class MLP(nn.Module):
@@ -51,9 +56,11 @@ class MLP(nn.Module):
     out_size: int | None
     final_scale: float = 0.01
     one_hot_input: bool = False
+    activation: str = "tanh"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        act = getattr(nn, self.activation)
         widths = list(self.hidden_sizes)
         if self.one_hot_input:
             width = widths.pop(0)
@@ -61,9 +68,9 @@ class MLP(nn.Module):
                 "embed_kernel", nn.initializers.lecun_normal(), (x.shape[-1], width)
             )
             bias = self.param("embed_bias", nn.initializers.zeros, (width,))
-            x = nn.tanh(jnp.take(kernel, jnp.argmax(x, axis=-1), axis=0) + bias)
+            x = act(jnp.take(kernel, jnp.argmax(x, axis=-1), axis=0) + bias)
         for width in widths:
-            x = nn.tanh(nn.Dense(width)(x))
+            x = act(nn.Dense(width)(x))
         if self.out_size is None:
             return x
         init = nn.initializers.variance_scaling(self.final_scale, "fan_in", "truncated_normal")
@@ -153,7 +160,9 @@ class DistralParams:
     Attributes:
       prior: θ_0, the distilled policy's network h_θ0 (unstacked).
       task: θ_i stacked on a leading axis N (unstacked for the shared architecture).
-      value: per-task value networks stacked on axis N (unstacked for shared).
+      value: per-task value networks stacked on axis N (unstacked for shared); with twin
+        critics (``critic="twin_q"``) the two critics stacked on the next axis, ``[N, 2, ...]``
+        (``[2, ...]`` for shared).
     """
 
     prior: PyTree
@@ -216,6 +225,9 @@ class DistralNetworks:
         structure) and ``step`` returns ``stop_gradient(pi)`` in π_0's place, which the
         losses weigh by α = 0 and a distillation weight of 0. ``Trainer`` refuses
         hyperparameters that would read it (α or the distillation weight above 0).
+      critic: ``"value"`` (a state value per task, the on-policy learners') or ``"twin_q"``
+        (two action-value critics per task, SAC's; feed-forward cores only: ``step`` then
+        returns zeros in the values' place and ``q_values`` evaluates the critics).
     """
 
     def __init__(
@@ -235,7 +247,13 @@ class DistralNetworks:
         task_ids: Sequence[int] | None = None,
         num_task_ids: int | None = None,
         uses_prior: bool = True,
+        critic: Critic = "value",
     ):
+        if critic not in ("value", "twin_q"):
+            raise ValueError(f"`critic` must be 'value' or 'twin_q', got {critic!r}")
+        if critic == "twin_q" and core != "mlp":
+            raise ValueError(f"`core` must be 'mlp' with twin action-value critics, got {core!r}")
+        self.critic = critic
         if not uses_prior and architecture == "2col":
             raise ValueError(
                 "`uses_prior` must be True for the 2-column architecture (h_θ0 is a column)"
@@ -285,7 +303,20 @@ class DistralNetworks:
             )
         self.prior_net = make(head_size, 0.01, one_hot_observations)
         self.policy_net = make(head_size, 0.01, lookup)
-        self.value_net = make(1, 1.0, lookup)
+        if critic == "twin_q" and core == "mlp" and not image:
+            # A continuous action joins the critic's input, which is then no longer one-hot.
+            # ReLU layers, as SAC's critics have: beyond the replayed actions a tanh critic goes
+            # flat, and the entropy bonus then widens the policy into that flat region without
+            # end (measured on the quadratic bandit: σ 0.35 -> 10 and growing); a ReLU critic
+            # extrapolates linearly.
+            q_out = action_size if discrete else 1
+            self.value_net = MLP(
+                tuple(hidden_sizes), q_out, 1.0, lookup and discrete, activation="relu"
+            )
+        elif critic == "twin_q":
+            self.value_net = make(action_size if discrete else 1, 1.0, lookup and discrete)
+        else:
+            self.value_net = make(1, 1.0, lookup)
         if discrete:
             self.dist = distributions.categorical()
         else:
@@ -308,14 +339,23 @@ class DistralNetworks:
         carry = lambda: initial_carry(self.core, self.core_size, tuple(batch_shape))
         return CoreState(prior=carry(), task=carry(), value=carry())
 
-    def _call(self, module, params, carry, x, task_id=None):
-        """``(carry, out)`` of one network on one task's observations (any batch axes)."""
-        extra = None
+    @property
+    def twin_q(self) -> bool:
+        return self.critic == "twin_q"
+
+    def _call(self, module, params, carry, x, task_id=None, action=None):
+        """``(carry, out)`` of one network on one task's observations (any batch axes); the
+        shared architecture's task id and a critic's continuous ``action`` join the input."""
+        batch = self._batch_shape(x)
+        extras = []
         if self.shared and task_id is not None:
-            extra = jax.nn.one_hot(task_id, self.num_task_ids, dtype=jnp.float32)
+            one_hot = jax.nn.one_hot(task_id, self.num_task_ids, dtype=jnp.float32)
+            extras.append(jnp.broadcast_to(one_hot, batch + (self.num_task_ids,)))
+        if action is not None:
+            extras.append(jnp.asarray(action, jnp.float32))
+        extra = jnp.concatenate(extras, axis=-1) if extras else None
         if isinstance(module, MLP):
             if extra is not None:
-                extra = jnp.broadcast_to(extra, x.shape[:-1] + (self.num_task_ids,))
                 x = jnp.concatenate([x, extra], axis=-1)
             return carry, module.apply(params, x)
         return module.apply(params, carry, x, extra)
@@ -327,29 +367,34 @@ class DistralNetworks:
         task_id = jnp.zeros((), jnp.int32)
 
         def init_one(module, k):
-            if isinstance(module, MLP):
-                x = obs
-                if self.shared and module is not self.prior_net:
-                    x = jnp.concatenate([obs, jnp.zeros((self.num_task_ids,), jnp.float32)])
-                return module.init(k, x)
-            extra = None
+            extras = []
             if self.shared and module is not self.prior_net:
-                extra = jax.nn.one_hot(task_id, self.num_task_ids, dtype=jnp.float32)
+                extras.append(jax.nn.one_hot(task_id, self.num_task_ids, dtype=jnp.float32))
+            if module is self.value_net and self.twin_q and not self.discrete:
+                extras.append(jnp.zeros((self.action_size,), jnp.float32))
+            extra = jnp.concatenate(extras) if extras else None
+            if isinstance(module, MLP):
+                return module.init(k, obs if extra is None else jnp.concatenate([obs, extra]))
             return module.init(k, carry, obs, extra)
+
+        def init_value(k):
+            if not self.twin_q:
+                return init_one(self.value_net, k)
+            return jax.vmap(lambda kk: init_one(self.value_net, kk))(jax.random.split(k, TWIN))
 
         prior = init_one(self.prior_net, k_prior)
         if self.shared:
             return DistralParams(
                 prior=prior,
                 task=init_one(self.policy_net, k_task),
-                value=init_one(self.value_net, k_value),
+                value=init_value(k_value),
             )
         task_keys = jax.random.split(k_task, self.num_tasks)
         value_keys = jax.random.split(k_value, self.num_tasks)
         return DistralParams(
             prior=prior,
             task=jax.vmap(lambda k: init_one(self.policy_net, k))(task_keys),
-            value=jax.vmap(lambda k: init_one(self.value_net, k))(value_keys),
+            value=jax.vmap(init_value)(value_keys),
         )
 
     def _head(self, out: jax.Array):
@@ -360,7 +405,10 @@ class DistralNetworks:
 
     def _one_task(self, prior, task, value, task_id, obs, state: CoreState, column_alpha):
         task_carry, f = self._call(self.policy_net, task, state.task, obs, task_id)
-        value_carry, v = self._call(self.value_net, value, state.value, obs, task_id)
+        if self.twin_q:  # critics of (s, a): nothing to evaluate per state (see ``q_values``)
+            value_carry, v = state.value, jnp.zeros(f.shape[:-1] + (1,), f.dtype)
+        else:
+            value_carry, v = self._call(self.value_net, value, state.value, obs, task_id)
         if not self.uses_prior:  # h_θ0 is never read: π_0's place holds a weight-0 copy of π_i
             pi = self._head(f)
             pi0 = jax.tree_util.tree_map(jax.lax.stop_gradient, pi)
@@ -428,6 +476,45 @@ class DistralNetworks:
 
         task_ids = jnp.asarray(self.task_ids)
         return jax.vmap(one, in_axes=(axis, 0, 0, 0))(params.value, task_ids, obs, value_state)
+
+    def q_values(
+        self,
+        value_params: PyTree,
+        obs_stats: RunningStats,
+        obs: jax.Array,
+        action: jax.Array | None = None,
+    ) -> jax.Array:
+        """The twin critics of every task on raw observations (``critic="twin_q"``).
+
+        Args:
+          value_params: ``DistralParams.value`` or a copy of it (SAC's target critics).
+          obs: ``[N, ..., *observation_shape]``.
+          action: ``[N, ..., D]`` the environment's actions (continuous families only).
+        Returns:
+          ``[N, ..., 2]`` Q_ik(s, a) for continuous actions, ``[N, ..., 2, A]`` for discrete
+          ones (every action's value).
+        """
+        if not self.twin_q:
+            raise ValueError("q_values needs networks built with critic='twin_q'")
+        if self.discrete != (action is None):
+            raise ValueError(
+                "`action` must be given for continuous actions and None for discrete ones "
+                f"(discrete={self.discrete})"
+            )
+        axis = None if self.shared else 0
+        obs = self.preprocess(obs_stats, obs)
+
+        def one(params, task_id, o, a):
+            def critic(p):
+                out = self._call(self.value_net, p, (), o, task_id, a)[1]
+                return out if self.discrete else out[..., 0]
+
+            q = jax.vmap(critic)(params)  # [2, ...] or [2, ..., A]
+            return jnp.moveaxis(q, 0, o.ndim - len(self.observation_shape))
+
+        task_ids = jnp.asarray(self.task_ids)
+        in_axes = (axis, 0, 0, None if action is None else 0)
+        return jax.vmap(one, in_axes=in_axes)(value_params, task_ids, obs, action)
 
     def preprocess(self, obs_stats: RunningStats, obs: jax.Array) -> jax.Array:
         """What the networks see: observations normalised when the networks were built to."""
@@ -534,4 +621,6 @@ def make_networks(env: TaskFamily, config: TrainConfig) -> DistralNetworks:
         task_ids=env.task_ids,
         num_task_ids=env.num_task_ids,
         uses_prior=config.uses_prior,
+        squash=config.action_squash,
+        critic="twin_q" if config.learner == "sac" else "value",
     )

@@ -27,7 +27,7 @@ import optax
 from flax import struct
 from jax.sharding import Mesh
 
-from distral_jax import acting, sharding
+from distral_jax import acting, replay, sharding
 from distral_jax.acting import PolicyParams, Transition
 from distral_jax.configs import Hyperparams, TrainConfig
 from distral_jax.envs.base import State, TaskFamily, batch_reset
@@ -176,8 +176,8 @@ class Trainer:
         tasks = self.family.tasks()
         return TrainState(
             params=params,
-            opt_state=self.optimizer.init(params),
-            learner_state=self.learner.init_state(self.num_tasks),
+            opt_state=self.learner.init_opt_state(params),
+            learner_state=self.learner.init_state(self.num_tasks, params),
             hparams=hparams,
             obs_stats=RunningStats.create(self.family.observation_shape),
             env_state=batch_reset(self.env, env_keys, tasks),
@@ -190,6 +190,7 @@ class Trainer:
     def rollout(self, state: TrainState, key: jax.Array) -> tuple[State, CoreState, Transition]:
         """``acting.rollout`` of the task policies from ``state``: ``(env_state [N, E],
         core_state [N, E], trajectories [N, E, T])``."""
+        acts_randomly = getattr(self.learner, "acts_randomly", None)
         return acting.rollout(
             self.env,
             self.networks,
@@ -199,6 +200,7 @@ class Trainer:
             state.tasks,
             key,
             self.config.unroll_length,
+            random_actions=None if acts_randomly is None else acts_randomly(state.learner_state),
         )
 
     def iteration(self, state: TrainState) -> tuple[TrainState, Metrics]:
@@ -254,7 +256,8 @@ class Trainer:
 
         def step(s, _):
             s, metrics = self.iteration(s)
-            learned = (s.params, s.opt_state, s.learner_state, s.obs_stats)
+            learned_state = getattr(self.learner, "learned_state", lambda x: x)
+            learned = (s.params, s.opt_state, learned_state(s.learner_state), s.obs_stats)
             finite = jnp.all(
                 jnp.stack(
                     [
@@ -321,11 +324,17 @@ class Trainer:
             is_leaf=is_params,
         )
         per_run = lambda tree: sharding.tree_sharding(mesh, tree, per_task=False)
+        # Small per-task summaries at most (PPO's [N] mean squares): replicated; an off-policy
+        # learner's buffers are split over the tasks.
+        learner_shardings = getattr(self.learner, "state_shardings", None)
+        if learner_shardings is None:
+            learner_state = per_run(state.learner_state)
+        else:
+            learner_state = learner_shardings(mesh, state.learner_state, per_task_params)
         return TrainState(
             params=params_sharding(state.params),
             opt_state=opt_state,
-            # Small per-task summaries at most (PPO's [N] mean squares): replicated.
-            learner_state=per_run(state.learner_state),
+            learner_state=learner_state,
             hparams=per_run(state.hparams),
             obs_stats=per_run(state.obs_stats),
             env_state=sharding.tree_sharding(mesh, state.env_state, per_task=True),
@@ -350,6 +359,20 @@ class Trainer:
                     "variant, or variant='custom' with distill=True, to weigh π_0."
                 )
 
+    def check_memory(self, num_runs: int, mesh: Mesh | None = None) -> None:
+        """Refuses, before compiling, an off-policy learner's replay that cannot fit in the
+        devices' memory (``replay.check_replay_fits``: named fields, the bytes it needs)."""
+        if self.config.learner != "sac":
+            return
+        devices = list(mesh.devices.flat) if mesh is not None else [jax.devices()[0]]
+        replay.check_replay_fits(
+            num_runs,
+            self.num_tasks,
+            self.config.replay_capacity,
+            self.learner.transition_bytes,
+            devices,
+        )
+
     def compile(
         self, keys: jax.Array, hparams: Hyperparams, mesh: Mesh | None = None
     ) -> CompiledRun:
@@ -368,6 +391,7 @@ class Trainer:
             checked by ``sharding.check_mesh``); ``None``: JAX's default device.
         """
         self.check_hparams(hparams)
+        self.check_memory(len(keys), mesh)
         start = time.perf_counter()
         init = jax.vmap(self.init)
         run, evaluate = jax.vmap(self.run), jax.vmap(self.evaluate)

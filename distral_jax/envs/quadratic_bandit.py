@@ -130,3 +130,37 @@ def tanh_gaussian_optimum(
         "scale_0": np.exp(theta[2 * n * d + d :]),
         "objective": -float(result.fun),
     }
+
+
+def gaussian_optimum(targets, curvature: float, alpha: float, beta: float) -> dict[str, np.ndarray]:
+    """The plain-Gaussian policies that maximise Σ_i J_i, in closed form (docs/maths.md §8).
+
+    For unsquashed Gaussians N(m_i, s_i²) and π_0 = N(m_0, s_0²), per action dimension, with ḡ
+    and V the mean and variance of the targets over the tasks and x = 2cβ s_0² the positive root
+    of x² + (2α − 1 − 2cβV) x − α(1 − α) = 0:
+
+        m_0 = ḡ,   m_i = ḡ + x/(x + α) (g_i − ḡ),   s_0² = x/(2cβ),   s_i² = 1/(2cβ + α/s_0²).
+
+    The family's actions are unbounded here (train with ``TrainConfig(action_squash=False)``).
+    Plain numpy, sharing no code with the learners.
+
+    Args:
+      targets: ``[N, D]``.
+      curvature: c > 0.
+      alpha, beta: Distral's α ∈ [0, 1] and β > 0.
+    Returns:
+      ``{"loc": [N, D], "scale": [N, D], "loc_0": [D], "scale_0": [D]}``.
+    """
+    g = np.asarray(targets, np.float64)
+    g_bar, var = g.mean(axis=0), g.var(axis=0)
+    cb = 2.0 * curvature * beta
+    b = 1.0 + cb * var - 2.0 * alpha
+    x = 0.5 * (b + np.sqrt(b**2 + 4.0 * alpha * (1.0 - alpha)))
+    var_0 = x / cb
+    scale = np.sqrt(1.0 / (cb + alpha / var_0))
+    return {
+        "loc": g_bar + x / (x + alpha) * (g - g_bar),
+        "scale": np.broadcast_to(scale, g.shape).copy(),
+        "loc_0": g_bar,
+        "scale_0": np.sqrt(var_0),
+    }

@@ -1,7 +1,8 @@
 """Learners: updates of all tasks' parameters from trajectories ``[N, E, T]``.
 
-``a2c`` (the paper's synchronous actor-critic) and ``ppo`` learn the networks; ``make_learner``
-builds the one a ``TrainConfig`` asks for. ``soft_q`` is the sample-based tabular agent.
+``a2c`` (the paper's synchronous actor-critic) and ``ppo`` learn on-policy, ``sac`` (soft
+actor-critic) off-policy from a replay buffer per task; ``make_learner`` builds the one a
+``TrainConfig`` asks for. ``soft_q`` is the sample-based tabular agent.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from distral_jax.configs import TrainConfig
 from distral_jax.learners.a2c import A2C
 from distral_jax.learners.base import Learner, LearnerOutput, make_optimizer
 from distral_jax.learners.ppo import PPO
+from distral_jax.learners.sac import SAC
 from distral_jax.networks import DistralNetworks
 
-__all__ = ["A2C", "PPO", "Learner", "LearnerOutput", "make_learner", "make_optimizer"]
+__all__ = ["A2C", "PPO", "SAC", "Learner", "LearnerOutput", "make_learner", "make_optimizer"]
 
 
 def make_learner(
@@ -33,5 +35,20 @@ def make_learner(
             minibatches=config.ppo_minibatches,
             clip=config.ppo_clip,
             normalize_advantages=config.ppo_normalize_advantages,
+        )
+    if config.learner == "sac":
+        target = config.sac_target_entropy
+        return SAC(
+            networks,
+            optimizer,
+            num_tasks=networks.num_tasks,
+            capacity=config.replay_capacity,
+            items_per_iteration=config.num_envs * config.unroll_length,
+            batch_size=config.sac_batch_size,
+            grad_updates=config.sac_grad_updates,
+            warmup_steps=config.sac_warmup_steps,
+            tau=config.sac_tau,
+            auto_temperature=config.sac_auto_temperature,
+            target_entropy=None if target is None else float(target),
         )
     return A2C(networks, optimizer, regularizer=config.learner_regularizer)

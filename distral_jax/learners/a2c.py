@@ -66,10 +66,13 @@ class A2C:
         per_trajectory = map_trajectories(loss_fn, pi, pi0, v_tm1, v_t, traj)
         return joint_loss(*per_trajectory, task_weights)
 
-    def init_state(self, num_tasks: int) -> tuple:
+    def init_state(self, num_tasks: int, params: DistralParams | None = None) -> tuple:
         """A2C carries nothing between updates."""
-        del num_tasks
+        del num_tasks, params
         return ()
+
+    def init_opt_state(self, params: DistralParams) -> optax.OptState:
+        return self.optimizer.init(params)
 
     def update(
         self,

@@ -6,7 +6,12 @@ task_weights, learner_state)`` on the trajectories ``[N, E, T]`` that
 ``distral_jax.acting.rollout`` collects (with ``task_weights [N]`` in a curriculum: tasks of
 weight 0 are not yet in the objective). ``learner_state`` is whatever the learner carries from
 one update to the next besides parameters and optimiser state (``init_state``; PPO: the previous
-rollout's advantage statistics), part of the training state and of its checkpoints.
+rollout's advantage statistics; SAC: its replay, target critics and temperatures), part of the
+training state and of its checkpoints.
+
+Optional, for an off-policy learner (``learners.sac``): ``acts_randomly(learner_state)`` (the
+next rollout explores with uniformly random actions), ``learned_state(learner_state)`` (the part
+the non-finite check reads) and ``state_shardings(mesh, learner_state, per_task_params)``.
 """
 
 from __future__ import annotations
@@ -39,8 +44,12 @@ class LearnerOutput(NamedTuple):
 class Learner(Protocol):
     """One update of all parameters from one batch of trajectories."""
 
-    def init_state(self, num_tasks: int) -> Any:
+    def init_state(self, num_tasks: int, params: DistralParams | None = None) -> Any:
         """The learner's own state before the first update (a pytree, ``()`` if none)."""
+        ...
+
+    def init_opt_state(self, params: DistralParams) -> optax.OptState:
+        """The optimiser state(s) before the first update."""
         ...
 
     def update(

@@ -205,9 +205,13 @@ class PPO:
         )
         return map_trajectories(returns_fn, pi, pi0, v_tm1, v_t, traj)
 
-    def init_state(self, num_tasks: int) -> PPOState:
+    def init_state(self, num_tasks: int, params: DistralParams | None = None) -> PPOState:
         """No rollout seen yet."""
+        del params
         return PPOState(mean_square=jnp.ones((num_tasks,)), seen=jnp.zeros((), bool))
+
+    def init_opt_state(self, params: DistralParams) -> optax.OptState:
+        return self.optimizer.init(params)
 
     def minibatch_loss(
         self,
