@@ -38,6 +38,18 @@ FEATURES = CONFIG.replace(
     task_start_steps=(0, 0, 0, 0, 0, 1_920, 0, 10**9),
 )
 
+# SAC (discrete actions): per-task replay buffers split over the tasks, the target critics and
+# per-task temperatures, with the same curriculum.
+SAC = CONFIG.replace(
+    learner="sac",
+    replay_capacity=200,
+    sac_batch_size=16,
+    sac_grad_updates=2,
+    sac_warmup_steps=40,
+    sac_auto_temperature=True,
+    task_start_steps=FEATURES.task_start_steps,
+)
+
 
 def _difference(a, b) -> float:
     diffs = jax.tree_util.tree_map(
@@ -94,6 +106,19 @@ def main(workdir: str) -> int:
         "return_difference": float(
             np.max(np.abs(metrics["eval/episode_return"] - ref_metrics["eval/episode_return"]))
         ),
+    }
+    _, sac_reference, ref_metrics = train(env, SAC, num_runs=RUNS, show_progress=False)
+    keys = jax.random.split(jax.random.PRNGKey(0), RUNS)
+    hparams = jax.tree_util.tree_map(lambda x: np.broadcast_to(x, (RUNS,)), SAC.hyperparams())
+    compiled = Trainer(env, SAC).compile(keys, hparams, mesh)
+    _, params, metrics = train(env, SAC, num_runs=RUNS, mesh=mesh, show_progress=False)
+    replay_leaf = jax.tree_util.tree_leaves(compiled.state.learner_state.replay)[0]
+    out["sac_runs_2_tasks_4"] = {
+        "param_difference": _difference(params, sac_reference),
+        "return_difference": float(
+            np.max(np.abs(metrics["eval/episode_return"] - ref_metrics["eval/episode_return"]))
+        ),
+        "replay_spec": list(replay_leaf.sharding.spec),
     }
     # Half the run on one placement, the rest on another, from its checkpoint.
     half = CONFIG.replace(total_env_steps=CONFIG.total_env_steps // 2)

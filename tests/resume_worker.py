@@ -33,16 +33,21 @@ TIMING = ("training/sps", "training/sps_all_runs", "training/compile_time_s")
 _SAVES = dict(checkpoint_every=640, keep_checkpoints=2)
 CONFIGS = {
     "gridworld": presets.tiny(total_env_steps=4_800, eval_every=960, **_SAVES),
+    # SAC: the replay buffers, target critics and temperatures resume with the rest.
     "point_mass": presets.tiny(
-        learner="ppo",
+        learner="sac",
+        variant="distral_klent_2col",
         normalize_observations=True,
         unroll_length=10,
         iterations_per_call=2,
         total_env_steps=4_800,
         eval_every=960,
         episode_length=40,
-        ppo_minibatches=2,
-        ppo_epochs=2,
+        replay_capacity=1_000,
+        sac_batch_size=32,
+        sac_grad_updates=2,
+        sac_warmup_steps=200,
+        sac_auto_temperature=True,
         **_SAVES,
     ),
 }

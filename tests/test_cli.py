@@ -51,6 +51,14 @@ NON_DEFAULT = dict(
     ppo_clip=0.3,
     ppo_normalize_advantages=True,
     normalize_observations=True,
+    action_squash=False,
+    replay_capacity=5000,
+    sac_batch_size=32,
+    sac_grad_updates=3,
+    sac_warmup_steps=100,
+    sac_tau=0.01,
+    sac_auto_temperature=True,
+    sac_target_entropy=-1.5,
     seed=7,
     checkpoint_every=12_345,
     keep_checkpoints=5,
@@ -108,15 +116,15 @@ BAD_COMMAND_LINES = [
     (lambda p: ["nope"], "nope"),
     (lambda p: ["gridworld", "--num-envs", "x"], "--num-envs"),
     (lambda p: ["gridworld", "--variant", "zzz"], "invalid choice 'zzz' for argument '--variant'"),
-    (lambda p: ["gridworld", "--learner", "sac"], "--learner"),
+    (lambda p: ["gridworld", "--learner", "dqn"], "--learner"),
     (lambda p: ["--config", str(p / "missing.yaml")], "no such file"),
     (lambda p: ["--config"], "expected a file name"),
     (lambda p: ["--config", _config_file(p, train__bogus=1)], "unknown key(s) ['bogus']"),
     (lambda p: ["--config", _config_file(p, family={"name": "nope"})], "unknown family 'nope'"),
     (lambda p: ["--config", _config_file(p, version=99)], "config version 99"),
     (
-        lambda p: ["--config", _config_file(p, train__learner="sac")],
-        "must be one of ['a2c', 'ppo']",
+        lambda p: ["--config", _config_file(p, train__learner="dqn")],
+        "must be one of ['a2c', 'ppo', 'sac']",
     ),
     (lambda p: ["--config", _config_file(p, train__num_envs=2.5)], "expected an integer, got 2.5"),
     (lambda p: ["--config", _config_file(p, train__seed="x")], "expected int, got 'x'"),
@@ -180,11 +188,15 @@ def test_launcher_run_folder_and_rerun_from_its_config(tmp_path):
 
 
 def test_launcher_resumes_in_the_same_run_folder(tmp_path, capsys):
+    """With SAC (discrete actions): its replay buffers, target critics and temperatures are in
+    the checkpoint, so the resumed run's evaluations are the uninterrupted run's."""
     launcher = _launcher()
     argv = [
         "two_rooms", "--num-tasks", "2", "--eval-every", "3200", "--iterations-per-call", "10",
         "--num-envs", "8", "--episode-length", "30", "--hidden-sizes", "16", "--quiet",
-        "--checkpoint-every", "3200", "--no-compilation-cache",
+        "--checkpoint-every", "3200", "--no-compilation-cache", "--learner", "sac",
+        "--replay-capacity", "2000", "--sac-batch-size", "32", "--sac-grad-updates", "2",
+        "--sac-warmup-steps", "400", "--sac-auto-temperature",
     ]  # fmt: skip
     straight = [*argv, "--runs-dir", str(tmp_path / "a"), "--name", "x"]
     assert launcher.main([*straight, "--total-env-steps", "6400"]) == 0

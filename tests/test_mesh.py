@@ -41,10 +41,15 @@ def mesh_results(tmp_path_factory):
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("mesh", ["tasks_8", "runs_2_tasks_4", "features_runs_2_tasks_4"])
+@pytest.mark.parametrize(
+    "mesh", ["tasks_8", "runs_2_tasks_4", "features_runs_2_tasks_4", "sac_runs_2_tasks_4"]
+)
 def test_a_mesh_gives_the_single_device_result(mesh_results, mesh):
-    """The A2C grid world on both meshes; and PPO (pooled advantage scale) with observation
-    normalisation, a curriculum and an LSTM core on the runs × tasks mesh."""
+    """The A2C grid world on both meshes; PPO (pooled advantage scale) with observation
+    normalisation, a curriculum and an LSTM core on the runs × tasks mesh; and SAC with the
+    curriculum and per-task temperatures, its replay buffers split over the tasks."""
+    if mesh.startswith("sac"):
+        assert mesh_results[mesh]["replay_spec"][:2] == ["runs", "tasks"]
     assert mesh_results["devices"] == 8
     result = mesh_results[mesh]
     assert result["param_difference"] < PARAM_TOLERANCE

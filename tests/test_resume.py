@@ -88,7 +88,7 @@ def _assert_identical(faulted: dict, reference: dict) -> None:
         (["--family", "gridworld", "--runs", "3"], ["kill-in-commit", "random"]),
         (["--family", "point_mass"], ["kill-after-save", "random"]),
     ],
-    ids=["gridworld-3-runs-sweep", "point-mass-ppo"],
+    ids=["gridworld-3-runs-sweep", "point-mass-sac"],
 )
 def test_killed_and_relaunched_run_ends_bit_for_bit_as_the_uninterrupted_one(
     tmp_path, options, faults
