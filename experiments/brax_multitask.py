@@ -1,19 +1,25 @@
-"""Distral vs its baselines on a multitask continuous-control family, with PPO.
+"""Distral vs its baselines on a multitask continuous-control family, with PPO or SAC.
 
     python experiments/brax_multitask.py --small                 # CPU, about five minutes
+    python experiments/brax_multitask.py --small --learner sac   # SAC, with MT-SAC too
+    python experiments/brax_multitask.py --small --learner sac \
+        --reference runs/brax_multitask/halfcheetah_vel/summary.json   # steps to PPO's return
     python experiments/brax_multitask.py                          # sized for one GPU
     python experiments/brax_multitask.py --family ant_dir --variants distral_klent_2col a3c
     python experiments/brax_multitask.py --family point_mass      # pure JAX, 8 seeds, a minute
     python experiments/brax_multitask.py --checkpoint-dir ckpt/cheetah   # rerun it to resume
 
-For each variant (default: ``distral_klent_2col`` against independent PPO, ``a3c``) and seed,
-trains on the family's tasks with the chosen learner, then writes to ``--out``
-(default ``runs/brax_multitask/<family>/``):
+For each variant (default: ``distral_klent_2col`` against independent PPO, ``a3c``; with
+``--learner sac`` also MT-SAC, ``a3c_multitask``) and seed, trains on the family's tasks with
+the chosen learner, then writes to ``--out`` (default ``runs/brax_multitask/<family>/``, or
+``<family>_sac/`` for SAC):
 
   * ``curves.png``: per-task learning curves of every variant (median over seeds), with the
     uniformly random policy's return as a reference line, and π_0's own return;
   * ``summary.json``: final returns per task (greedy and sampled, π_i and π_0), the random
-    policy's, steps per second and compile time;
+    policy's, steps per second and compile time; with ``--reference`` (another run's
+    summary.json, e.g. PPO's), each variant's env steps to that run's final sampled return (its
+    first variant's) on every task;
   * ``rollout_task<i>.html``: a Brax HTML viewer of the first variant's greedy policy on task i
     (Brax families only).
 """
@@ -23,6 +29,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
+import json
 import sys
 import time
 from pathlib import Path
@@ -65,6 +72,57 @@ _TRAIN = cli.config_table(_PPO, _SIZE_FIELDS, {
 })
 # fmt: on
 
+# SAC's profiles: fewer env steps, many gradient steps per env step (a replay ratio of
+# sac_grad_updates × sac_batch_size / (num_envs × unroll_length) samples per env step).
+_SAC = TrainConfig(
+    learner="sac",
+    beta=100.0,
+    gamma=0.97,
+    normalize_observations=True,
+    unroll_length=8,
+    sac_batch_size=256,
+    sac_tau=0.005,
+    max_grad_norm=1e9,
+)
+_SAC_FIELDS = (
+    "num_envs",
+    "total_env_steps",
+    "episode_length",
+    "eval_every",
+    "eval_envs",
+    "hidden_sizes",
+    "learning_rate",
+    "replay_capacity",
+    "sac_grad_updates",
+    "sac_warmup_steps",
+    "iterations_per_call",
+)
+# fmt: off
+_TRAIN_SAC = cli.config_table(_SAC, _SAC_FIELDS, {
+    #        envs steps      episode eval     eval envs hidden      lr    replay  grads warm  calls
+    "gpu":   (128, 4_000_000, 1000, 200_000, 16,  (256, 256), 3e-4, 10**6,   64,   10**4, 20),
+    "small": (16,  128_000,   200,  16_384,  4,   (64, 64),   1e-3, 100_000, 8,    1_024, 8),
+})
+# fmt: on
+SAC_PROFILES: dict[str, tuple[TrainConfig, int]] = {
+    "gpu": (_TRAIN_SAC["gpu"], 2),
+    "point_mass": (
+        presets.point_mass_ppo().replace(
+            learner="sac",
+            total_env_steps=76_800,
+            eval_every=6_400,
+            replay_capacity=50_000,
+            sac_grad_updates=8,
+            sac_warmup_steps=640,
+            learning_rate=1e-3,
+            eval_envs=16,
+            max_grad_norm=1e9,
+        ),
+        4,
+    ),  # fmt: skip
+    "small": (_TRAIN_SAC["small"], 1),
+}
+
 # Profile -> (configuration, seeds). Flags override any field.
 PROFILES: dict[str, tuple[TrainConfig, int]] = {
     # Sized for one GPU: thousands of environments per update.
@@ -94,7 +152,7 @@ class Study:
     backend: str | None = None
     """Brax backend (default: the family's)"""
     variants: tuple[Variant, ...] = ("distral_klent_2col", "a3c")
-    """the variants compared"""
+    """the variants compared (with --learner sac the default adds a3c_multitask, MT-SAC)"""
     small: bool = False
     """the CPU profile (about five minutes): same as --profile small"""
     profile: Literal["gpu", "point_mass", "small"] | None = None
@@ -105,6 +163,8 @@ class Study:
     """the configuration shared by every variant (default: the profile's)"""
     html_steps: int = 300
     """steps of the HTML rollouts (Brax families)"""
+    reference: str = ""
+    """another run's summary.json (e.g. PPO's): env steps to its final return are reported"""
     out: str = ""
     """output folder (default: runs/brax_multitask/<family>; an earlier one is moved aside)"""
     quiet: bool = False
@@ -125,9 +185,16 @@ def profile_defaults(argv: list[str]) -> Study:
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--family", default="halfcheetah_vel")
     family = pre.parse_known_args(argv)[0].family
+    pre.add_argument("--learner", default="ppo")
+    known = pre.parse_known_args(argv)[0]
+    family = known.family
     name = cli.chosen_profile(argv, PROFILES, shortcuts=("small",)) or (
         "point_mass" if family == "point_mass" else "gpu"
     )
+    if known.learner == "sac":
+        config, seeds = SAC_PROFILES[name]
+        variants = ("distral_klent_2col", "a3c", "a3c_multitask")
+        return Study(profile=name, seeds=seeds, train=config, variants=variants)
     config, seeds = PROFILES[name]
     return Study(profile=name, seeds=seeds, train=config)
 
@@ -201,7 +268,8 @@ def main(argv=None) -> int:
     args = cli.parse(Study, argv, default=profile_defaults(argv))
     config = args.train
     args.persistence.apply()
-    out = analysis.fresh_output_dir(args.out or f"runs/brax_multitask/{args.family}")
+    suffix = "_sac" if config.learner == "sac" else ""
+    out = analysis.fresh_output_dir(args.out or f"runs/brax_multitask/{args.family}{suffix}")
     start = time.perf_counter()
     family_kwargs = {"num_tasks": args.num_tasks}
     if args.backend and args.family != "point_mass":
@@ -257,6 +325,23 @@ def main(argv=None) -> int:
                 )
                 summary["variants"][name][f"steps_to_scripted_{mode}"] = steps
                 print(f"{name:20s} steps to the scripted return on every task ({mode}): {steps}")
+    if args.reference:
+        reference = json.loads(Path(args.reference).read_text())
+        ref_variant, ref = next(iter(reference["variants"].items()))
+        bar = np.asarray(ref["final_return_sampled"], np.float64)
+        summary["reference"] = {
+            "file": args.reference,
+            "learner": reference["config"]["learner"],
+            "variant": ref_variant,
+            "final_return_sampled": bar,
+            "env_steps": reference["config"]["total_env_steps"],
+        }
+        for name, r in results.items():
+            steps = analysis.summarize_steps(
+                analysis.steps_to_threshold(r.steps, r.curves["sampled"], bar)
+            )
+            summary["variants"][name]["steps_to_reference_sampled"] = steps
+            print(f"{name:20s} steps to {ref_variant}'s final return on every task: {steps}")
     if args.family in registry.BRAX_FAMILIES:
         first = args.variants[0]
         networks = make_networks(env, config.replace(variant=first))

@@ -4,12 +4,21 @@
         --total-env-steps 1536000 --seeds 16
     python experiments/exact_optima.py --task quadratic --learner ppo --ppo-epochs 1 \
         --max-grad-norm inf --learning-rate 3e-3 --total-env-steps 1024000 --seeds 8
+    python experiments/exact_optima.py --learner sac --variant distral_kl_2col \
+        --total-env-steps 51200 --seeds 3
+    python experiments/exact_optima.py --task quadratic --learner sac --no-action-squash \
+        --learning-rate 1e-3 --total-env-steps 128000 --seeds 4 --hidden 64
 
 Two tasks, α = 1/2, β = 3, one-step episodes of one state (docs/maths.md §8):
   * ``bandit``: rewards [[1, 0, 0.5], [0, 0.1, 0.05]]; the optimum is the fixed point of
     π_i ∝ π_0^α exp(β r_i), π_0 = mean_i π_i (``envs.bandit.distral_fixed_point``);
   * ``quadratic``: r_i(a) = −(a − g_i)², g = (−0.5, 0.4), tanh-Gaussian policies; the optimum
-    over that family by quadrature (``envs.quadratic_bandit.tanh_gaussian_optimum``).
+    over that family by quadrature (``envs.quadratic_bandit.tanh_gaussian_optimum``); with
+    ``--no-action-squash`` plain Gaussians, whose optimum is closed-form (``gaussian_optimum``).
+
+Any variant (``--variant``: its α, π_0 or not; the bandit's optimum at that α) and learner
+(``--learner sac``: one gradient step of 64 replayed transitions per task per update, no
+warm-up, ``SAC_ONE_STATE``).
 
 ``--seeds`` runs are vmapped in one program; their policies at the one state are averaged and
 compared with the optimum. Prints, and writes to ``--out`` as JSON: the errors, the per-seed
@@ -30,15 +39,28 @@ import jax.numpy as jnp
 import numpy as np
 
 from distral_jax import analysis, cli
-from distral_jax.configs import TrainConfig
+from distral_jax.configs import TrainConfig, VariantName
 from distral_jax.envs.bandit import MultiTaskBandit, distral_fixed_point
-from distral_jax.envs.quadratic_bandit import QuadraticBandit, tanh_gaussian_optimum
+from distral_jax.envs.quadratic_bandit import (
+    QuadraticBandit,
+    gaussian_optimum,
+    tanh_gaussian_optimum,
+)
 from distral_jax.train import train
 from distral_jax.trainer import Trainer
 
 BANDIT_REWARDS = np.array([[1.0, 0.0, 0.5], [0.0, 0.1, 0.05]])
 QUADRATIC_TARGETS = [[-0.5], [0.4]]
 ALPHA, BETA = 0.5, 3.0
+# SAC on the one-state problems: one gradient step of 64 replayed transitions per task per
+# update (64 environments per task: a replay ratio of 1), no warm-up, no gradient clipping.
+SAC_ONE_STATE = dict(
+    replay_capacity=4096,
+    sac_batch_size=64,
+    sac_grad_updates=1,
+    sac_warmup_steps=0,
+    max_grad_norm=1e9,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +69,14 @@ class Study:
 
     task: Literal["bandit", "quadratic"] = "bandit"
     """the one-state problem"""
-    learner: Literal["a2c", "ppo"] = "a2c"
+    learner: Literal["a2c", "ppo", "sac"] = "a2c"
     """the learner"""
+    variant: VariantName = "distral_klent_1col"
+    """the variant (its α; the bandit's optimum at that α)"""
+    action_squash: bool = True
+    """quadratic: tanh-Gaussian policies (False: plain Gaussians, the closed-form optimum)"""
+    hidden: int = 8
+    """width of the networks' one hidden layer"""
     regularizer: Literal["analytic", "sampled"] | None = None
     """estimator of the KL and entropy terms (None: the learner's default)"""
     seeds: int = 16
@@ -75,7 +103,11 @@ class Study:
             raise ValueError(f"`seeds` must be >= 1, got {self.seeds}")
 
     def config(self) -> TrainConfig:
+        sac = SAC_ONE_STATE if self.learner == "sac" else {"max_grad_norm": self.max_grad_norm}
         return one_state_config(
+            variant=self.variant,
+            action_squash=self.action_squash,
+            hidden_sizes=(self.hidden,),
             learner=self.learner,
             regularizer=self.regularizer,
             total_env_steps=self.total_env_steps,
@@ -84,7 +116,7 @@ class Study:
             ppo_minibatches=self.ppo_minibatches,
             ppo_clip=self.ppo_clip,
             ppo_normalize_advantages=self.ppo_normalize_advantages,
-            max_grad_norm=self.max_grad_norm,
+            **sac,
         )
 
 
@@ -117,14 +149,16 @@ def policies_at_the_one_state(env, config: TrainConfig, policy_params):
     return jax.vmap(one)(policy_params)
 
 
-def bandit_errors(pi: np.ndarray, pi0: np.ndarray) -> dict:
-    """Seed-averaged π ``[runs, N, A]`` and π_0 ``[runs, A]`` against the fixed point."""
+def bandit_errors(
+    pi: np.ndarray, pi0: np.ndarray, alpha: float = ALPHA, distill: bool = True
+) -> dict:
+    """Seed-averaged π ``[runs, N, A]`` and π_0 ``[runs, A]`` against the fixed point at α
+    (π_i alone for a variant without π_0)."""
 
     def error(beta):
-        want_pi, want_pi0 = distral_fixed_point(BANDIT_REWARDS, alpha=ALPHA, beta=beta)
-        return max(
-            float(np.abs(pi.mean(0) - want_pi).max()), float(np.abs(pi0.mean(0) - want_pi0).max())
-        )
+        want_pi, want_pi0 = distral_fixed_point(BANDIT_REWARDS, alpha=alpha, beta=beta)
+        pi0_error = float(np.abs(pi0.mean(0) - want_pi0).max()) if distill else 0.0
+        return max(float(np.abs(pi.mean(0) - want_pi).max()), pi0_error)
 
     return {
         "max_error": error(BETA),
@@ -136,9 +170,11 @@ def bandit_errors(pi: np.ndarray, pi0: np.ndarray) -> dict:
     }
 
 
-def quadratic_errors(loc, scale, loc_0, scale_0) -> dict:
-    """Seed-averaged pre-squash means and standard deviations against the optimum."""
-    want = tanh_gaussian_optimum(QUADRATIC_TARGETS, curvature=1.0, alpha=ALPHA, beta=BETA)
+def quadratic_errors(loc, scale, loc_0, scale_0, alpha: float = ALPHA, squash: bool = True) -> dict:
+    """Seed-averaged (pre-squash) means and standard deviations against the optimum over
+    tanh-Gaussians (``squash``) or plain Gaussians."""
+    optimum = tanh_gaussian_optimum if squash else gaussian_optimum
+    want = optimum(QUADRATIC_TARGETS, curvature=1.0, alpha=alpha, beta=BETA)
     mean = lambda x: np.asarray(x).mean(axis=0)
     return {
         "scale_error": (mean(scale) - want["scale"]).ravel(),
@@ -161,16 +197,23 @@ def main(argv: list[str] | None = None) -> int:
         env = QuadraticBandit(QUADRATIC_TARGETS)
     start = time.perf_counter()
     _, policy_params, _ = train(env, config, num_runs=study.seeds, show_progress=False)
+    if study.seeds == 1:
+        policy_params = jax.tree_util.tree_map(lambda x: x[None], policy_params)
     pi, pi0 = policies_at_the_one_state(env, config, policy_params)
+    alpha, distill = config.resolved.alpha, config.resolved.distill
     if study.task == "bandit":
-        result = bandit_errors(np.asarray(jax.nn.softmax(pi)), np.asarray(jax.nn.softmax(pi0)))
+        result = bandit_errors(
+            np.asarray(jax.nn.softmax(pi)), np.asarray(jax.nn.softmax(pi0)), alpha, distill
+        )
     else:
-        result = quadratic_errors(*pi, *pi0)
+        result = quadratic_errors(*pi, *pi0, alpha=alpha, squash=study.action_squash)
     result["wall_s"] = time.perf_counter() - start
     for key, value in result.items():
         if key not in ("optimum", "pi", "pi0"):
             print(f"{key:30s} {np.round(value, 4)}")
     name = f"{study.task}_{study.learner}_{config.learner_regularizer}.json"
+    if study.learner == "sac":
+        name = f"{study.task}_sac_{study.variant}{'' if study.action_squash else '_gaussian'}.json"
     out = Path(study.out or f"runs/exact_optima/{name}")
     analysis.write_json(out, {"study": cli.to_dict(study), **result})
     print(f"wrote {out}")

@@ -205,16 +205,27 @@ def brax_section(data: dict) -> str:
     scripted = "scripted_return" in data
     if scripted:
         head += ["steps to scripted, sampled", "greedy"]
+    reference = data.get("reference")
+    if reference:
+        head += [f"steps to {reference['learner']}'s final return"]
     rows = []
     for v, r in data["variants"].items():
         row = [v, nums(r["final_return_sampled"]), nums(r["final_return_greedy"]),
                nums(r.get("final_pi0_return_greedy"))]  # fmt: skip
         if scripted:
             row += [steps_cell(r.get(f"steps_to_scripted_{m}")) for m in ("sampled", "greedy")]
+        if reference:
+            row.append(steps_cell(r.get("steps_to_reference_sampled")))
         rows.append(row)
     refs = f"Random policy: {nums(data.get('random_policy_return'))}."
     if scripted:
         refs += f" Scripted controller: {nums(data['scripted_return'])}."
+    if reference:
+        refs += (
+            f" Reference: {reference['learner']} {reference['variant']}'s final return (sampled) "
+            f"after {reference['env_steps']:,} env steps, {nums(reference['final_return_sampled'])}"
+            " — steps until a variant reaches it on every task."
+        )
     return f"{table(head, rows)}\n\n{refs}"
 
 

@@ -279,44 +279,57 @@ def _exact_optima():
     return module
 
 
-# SAC on the one-state problems: 64 environments per task, one gradient step of 64 replayed
-# transitions per task per iteration, no warm-up, no gradient clipping.
-SAC_ONE_STATE = dict(
-    learner="sac",
-    replay_capacity=4096,
-    sac_batch_size=64,
-    sac_grad_updates=1,
-    sac_warmup_steps=0,
-    max_grad_norm=1e9,
-    iterations_per_call=200,
-)
+SAC_ONE_STATE = dict(learner="sac", iterations_per_call=200, **_exact_optima().SAC_ONE_STATE)
 UNEQUAL_BANDIT = np.array([[1.0, 0.0, 0.5], [0.0, 0.1, 0.05]])
+
+
+# Variant -> (seeds, env steps). The 1-column case is the precise one (3 seeds, β ± 6 % fails);
+# the 2-column logits and the shared task-conditioned network (MT-SAC) run one seed each.
+# ``experiments/exact_optima.py --learner sac --variant V`` runs every variant (docs/maths.md §11).
+SAC_BANDIT_CASES = {
+    "distral_klent_1col": (3, 51_200),
+    "distral_klent_2col": (1, 25_600),
+    "a3c_multitask": (1, 25_600),
+}
 
 
 @pytest.mark.slow
 @pytest.mark.long_run
-def test_bandit_reaches_the_distral_fixed_point_with_sac():
-    """Discrete SAC (exact expectations over the arms), 3 seeds averaged, at the fixed point of
-    π_i ∝ π_0^α exp(β r_i), π_0 = mean_i π_i: within 0.004, which a 6 % error of β fails
-    (the issue's bar is 0.012). Measured: 6e-5 for π_i and π_0."""
+@pytest.mark.parametrize("variant", sorted(SAC_BANDIT_CASES))
+def test_bandit_reaches_the_distral_fixed_point_with_sac(variant):
+    """Discrete SAC (exact expectations over the arms), seeds averaged, at the fixed point of
+    π_i ∝ π_0^α exp(β r_i), π_0 = mean_i π_i (α = 0: π_i ∝ exp(β r_i), π_0 unused): within
+    0.004 (the issue's bar is 0.012), which a 6 % error of β fails by far. Measured (400 and 200
+    iterations): 1-column 2e-6, 2-column 1.2e-4, shared 9e-5."""
     env = MultiTaskBandit(UNEQUAL_BANDIT)
     eo = _exact_optima()
-    config = eo.one_state_config(total_env_steps=51_200, learning_rate=1e-2, **SAC_ONE_STATE)
-    _, policy_params, metrics = train(env, config, num_runs=3, show_progress=False)
+    seeds, steps = SAC_BANDIT_CASES[variant]
+    config = eo.one_state_config(
+        variant=variant, total_env_steps=steps, learning_rate=1e-2, **SAC_ONE_STATE
+    )
+    _, policy_params, metrics = train(env, config, num_runs=seeds, show_progress=False)
+    if seeds == 1:
+        policy_params = jax.tree_util.tree_map(lambda x: x[None], policy_params)
     logits, logits_0 = eo.policies_at_the_one_state(env, config, policy_params)
     pi = np.asarray(jax.nn.softmax(logits)).mean(axis=0)
     pi0 = np.asarray(jax.nn.softmax(logits_0)).mean(axis=0)
+    alpha = config.resolved.alpha
 
     def error(beta):
-        want_pi, want_pi0 = distral_fixed_point(UNEQUAL_BANDIT, alpha=0.5, beta=beta)
+        want_pi, want_pi0 = distral_fixed_point(UNEQUAL_BANDIT, alpha=alpha, beta=beta)
+        if not config.resolved.distill:  # no π_0 to compare
+            return np.abs(pi - want_pi).max()
         return max(np.abs(pi - want_pi).max(), np.abs(pi0 - want_pi0).max())
 
-    print(f"sac: {error(3.0):.5f}; β ± 6 %: {error(2.82):.4f} {error(3.18):.4f}")
+    print(f"sac {variant}: {error(3.0):.6f}; β ± 6 %: {error(2.82):.4f} {error(3.18):.4f}")
     assert error(3.0) < 0.004
     assert error(3.0 * 0.94) > 0.008 and error(3.0 * 1.06) > 0.008
-    # One-step episodes: the critics learn the rewards themselves.
     np.testing.assert_allclose(metrics["training/temperature"], 1 / 3.0, rtol=1e-6)
-    np.testing.assert_array_equal(metrics["training/replay_fill"], 1.0)
+    # The last chunk's mean fill: 64 transitions per task per update into 4,096 slots.
+    iterations = config.iterations_per_call
+    last = np.arange(steps // 128 - iterations, steps // 128) + 1
+    want_fill = np.mean(np.minimum(64 * last, 4096) / 4096)
+    np.testing.assert_allclose(metrics["training/replay_fill"], want_fill, rtol=1e-6)
 
 
 @pytest.mark.slow
