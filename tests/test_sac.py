@@ -409,26 +409,41 @@ def test_warmup_acts_at_random_and_learns_nothing_then_targets_follow_by_polyak(
     assert np.all(np.isfinite(np.asarray(metrics["critic_loss"])))
 
 
-def test_a_task_out_of_the_objective_moves_nothing():
+@pytest.mark.parametrize("variant", ["distral_klent_1col", "a3c_multitask"])
+def test_a_task_out_of_the_objective_moves_nothing(variant):
     """Task 1 never enters (a curriculum): its policy, critics, target critics, temperature and
-    Adam counts stay exactly at their initial values while task 0 and θ_0 learn."""
-    trainer = _bandit_trainer(task_start_steps=(0, 10**9), sac_auto_temperature=True)
+    Adam counts stay at their initial values, and what it experiences changes nothing that is
+    shared: with other rewards for task 1, θ_0 (Distral) or the one task-conditioned network
+    (MT-SAC) ends bit for bit the same."""
+    trainer = _bandit_trainer(
+        variant=variant, task_start_steps=(0, 10**9), sac_auto_temperature=True
+    )
     start = jax.jit(trainer.init)(jax.random.PRNGKey(1))
     run = jax.jit(lambda s: jax.lax.fori_loop(0, 5, lambda _, x: trainer.iteration(x)[0], s))
     end = run(start)
+    other_rewards = start.tasks.replace(
+        rewards=start.tasks.rewards.at[1].set(jnp.array([5.0, -3, 2]))
+    )
+    end_other = run(start.replace(tasks=other_rewards))
     task = lambda tree, i: jax.tree_util.tree_map(lambda x: x[i], tree)
-    for tree in (
-        lambda s: s.params.task,
-        lambda s: s.params.value,
-        lambda s: s.learner_state.target,
+    per_task = [
         lambda s: s.learner_state.log_temperature_scale,
-        lambda s: s.opt_state.policy[1].count.task,
-        lambda s: s.opt_state.critic[1].count.value,
         lambda s: s.opt_state.temperature.count.task,
-    ):
+    ]
+    if variant != "a3c_multitask":  # per-task networks
+        per_task += [
+            lambda s: s.params.task,
+            lambda s: s.params.value,
+            lambda s: s.learner_state.target,
+            lambda s: s.opt_state.policy[1].count.task,
+            lambda s: s.opt_state.critic[1].count.value,
+        ]
+    for tree in per_task:
         assert _leaves_equal(task(tree(end), 1), task(tree(start), 1))
         assert not _leaves_equal(task(tree(end), 0), task(tree(start), 0))
-    assert not _leaves_equal(end.params.prior, start.params.prior)
+    learned = lambda s: (s.params, s.learner_state.target, s.learner_state.log_temperature_scale)
+    assert _leaves_equal(learned(end), learned(end_other))
+    assert not _leaves_equal(learned(end), learned(start))
 
 
 def test_sac_refuses_what_it_cannot_honour():
