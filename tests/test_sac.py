@@ -289,7 +289,6 @@ UNEQUAL_BANDIT = np.array([[1.0, 0.0, 0.5], [0.0, 0.1, 0.05]])
 SAC_BANDIT_CASES = {
     "distral_klent_1col": (3, 51_200),
     "distral_klent_2col": (1, 25_600),
-    "a3c_multitask": (1, 25_600),
 }
 
 
