@@ -53,7 +53,8 @@ _PPO = TrainConfig(
 )
 
 # The Brax profiles' sizes over _PPO, one row each so that they read side by side.
-_SIZE_FIELDS = (
+# The fields every profile sizes, PPO's and SAC's alike.
+_BUDGET_FIELDS = (
     "num_envs",
     "total_env_steps",
     "episode_length",
@@ -61,9 +62,8 @@ _SIZE_FIELDS = (
     "eval_envs",
     "hidden_sizes",
     "learning_rate",
-    "ppo_minibatches",
-    "iterations_per_call",
 )
+_SIZE_FIELDS = (*_BUDGET_FIELDS, "ppo_minibatches", "iterations_per_call")
 # fmt: off
 _TRAIN = cli.config_table(_PPO, _SIZE_FIELDS, {
     #        envs env steps   episode  eval every  eval envs  hidden    lr    minibatches  calls
@@ -85,13 +85,7 @@ _SAC = TrainConfig(
     max_grad_norm=1e9,
 )
 _SAC_FIELDS = (
-    "num_envs",
-    "total_env_steps",
-    "episode_length",
-    "eval_every",
-    "eval_envs",
-    "hidden_sizes",
-    "learning_rate",
+    *_BUDGET_FIELDS,
     "replay_capacity",
     "sac_grad_updates",
     "sac_warmup_steps",
@@ -184,7 +178,6 @@ def profile_defaults(argv: list[str]) -> Study:
     """The study's defaults for the profile that ``--family``/``--small``/``--profile`` pick."""
     pre = argparse.ArgumentParser(add_help=False)
     pre.add_argument("--family", default="halfcheetah_vel")
-    family = pre.parse_known_args(argv)[0].family
     pre.add_argument("--learner", default="ppo")
     known = pre.parse_known_args(argv)[0]
     family = known.family

@@ -137,8 +137,13 @@ def one_state_config(**settings) -> TrainConfig:
 
 
 def policies_at_the_one_state(env, config: TrainConfig, policy_params):
-    """``(pi [runs, N, ...], pi0 [runs, ...])``: the distributions' parameters at obs = 1."""
+    """``(pi [runs, N, ...], pi0 [runs, ...])``: the distributions' parameters at obs = 1.
+
+    ``policy_params`` as ``train`` returns them: with a leading run axis, or without one for a
+    single run (then ``runs`` is 1 here)."""
     networks = Trainer(env, config).networks
+    if np.ndim(policy_params.hparams.alpha) == 0:  # one run: train dropped the run axis
+        policy_params = jax.tree_util.tree_map(lambda x: x[None], policy_params)
 
     def one(p):
         pi, pi0, _ = networks.policies(
@@ -197,8 +202,6 @@ def main(argv: list[str] | None = None) -> int:
         env = QuadraticBandit(QUADRATIC_TARGETS)
     start = time.perf_counter()
     _, policy_params, _ = train(env, config, num_runs=study.seeds, show_progress=False)
-    if study.seeds == 1:
-        policy_params = jax.tree_util.tree_map(lambda x: x[None], policy_params)
     pi, pi0 = policies_at_the_one_state(env, config, policy_params)
     alpha, distill = config.resolved.alpha, config.resolved.distill
     if study.task == "bandit":

@@ -284,8 +284,8 @@ UNEQUAL_BANDIT = np.array([[1.0, 0.0, 0.5], [0.0, 0.1, 0.05]])
 
 
 # Variant -> (seeds, env steps). The 1-column case is the precise one (3 seeds, β ± 6 % fails);
-# the 2-column logits and the shared task-conditioned network (MT-SAC) run one seed each.
-# ``experiments/exact_optima.py --learner sac --variant V`` runs every variant (docs/maths.md §11).
+# the 2-column logits run one seed. ``experiments/exact_optima.py --learner sac --variant V``
+# runs every variant (docs/maths.md §11; MT-SAC, a3c_multitask, measured 9e-5 there).
 SAC_BANDIT_CASES = {
     "distral_klent_1col": (3, 51_200),
     "distral_klent_2col": (1, 25_600),
@@ -299,7 +299,7 @@ def test_bandit_reaches_the_distral_fixed_point_with_sac(variant):
     """Discrete SAC (exact expectations over the arms), seeds averaged, at the fixed point of
     π_i ∝ π_0^α exp(β r_i), π_0 = mean_i π_i (α = 0: π_i ∝ exp(β r_i), π_0 unused): within
     0.004 (the issue's bar is 0.012), which a 6 % error of β fails by far. Measured (400 and 200
-    iterations): 1-column 2e-6, 2-column 1.2e-4, shared 9e-5."""
+    iterations): 1-column 2e-6, 2-column 1.2e-4."""
     env = MultiTaskBandit(UNEQUAL_BANDIT)
     eo = _exact_optima()
     seeds, steps = SAC_BANDIT_CASES[variant]
@@ -307,8 +307,6 @@ def test_bandit_reaches_the_distral_fixed_point_with_sac(variant):
         variant=variant, total_env_steps=steps, learning_rate=1e-2, **SAC_ONE_STATE
     )
     _, policy_params, metrics = train(env, config, num_runs=seeds, show_progress=False)
-    if seeds == 1:
-        policy_params = jax.tree_util.tree_map(lambda x: x[None], policy_params)
     logits, logits_0 = eo.policies_at_the_one_state(env, config, policy_params)
     pi = np.asarray(jax.nn.softmax(logits)).mean(axis=0)
     pi0 = np.asarray(jax.nn.softmax(logits_0)).mean(axis=0)
@@ -326,7 +324,8 @@ def test_bandit_reaches_the_distral_fixed_point_with_sac(variant):
     np.testing.assert_allclose(metrics["training/temperature"], 1 / 3.0, rtol=1e-6)
     # The last chunk's mean fill: 64 transitions per task per update into 4,096 slots.
     iterations = config.iterations_per_call
-    last = np.arange(steps // 128 - iterations, steps // 128) + 1
+    updates = steps // (env.num_tasks * config.num_envs * config.unroll_length)
+    last = np.arange(updates - iterations, updates) + 1
     want_fill = np.mean(np.minimum(64 * last, 4096) / 4096)
     np.testing.assert_allclose(metrics["training/replay_fill"], want_fill, rtol=1e-6)
 
