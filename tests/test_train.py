@@ -349,7 +349,7 @@ def test_seeds_vmapped_in_one_program():
         ("learning_rate", 0.0, "learning_rate"),
         ("gamma", 1.5, "gamma"),
         ("hidden_sizes", (), "hidden_sizes"),
-        ("learner", "sac", "learner"),
+        ("learner", "dqn", "learner"),
         ("regularizer", "exact", "regularizer"),
     ],
 )
