@@ -40,7 +40,14 @@ def _optimised_long_runs(request, monkeypatch):
 
 @pytest.fixture(scope="session", autouse=True)
 def _compilation_cache(tmp_path_factory):
-    cache = str(tmp_path_factory.mktemp("jax_cache"))
+    # One cache for both pytest-xdist workers (their base folders share a parent): a program
+    # one worker compiled is read by the other (an entry read while the other still writes it
+    # is a miss: JAX warns and compiles).
+    base = tmp_path_factory.getbasetemp()
+    shared = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    cache = shared / "jax_cache"
+    cache.mkdir(exist_ok=True)
+    cache = str(cache)
     jax.config.update("jax_compilation_cache_dir", cache)
     # What the experiments' --compilation-cache reads: launchers run in tests stay on this cache.
     os.environ["JAX_COMPILATION_CACHE_DIR"] = cache

@@ -293,7 +293,6 @@ SAC_BANDIT_CASES = {
 
 
 @pytest.mark.slow
-@pytest.mark.long_run
 @pytest.mark.parametrize("variant", sorted(SAC_BANDIT_CASES))
 def test_bandit_reaches_the_distral_fixed_point_with_sac(variant):
     """Discrete SAC (exact expectations over the arms), seeds averaged, at the fixed point of
@@ -331,7 +330,6 @@ def test_bandit_reaches_the_distral_fixed_point_with_sac(variant):
 
 
 @pytest.mark.slow
-@pytest.mark.long_run
 def test_continuous_bandit_reaches_the_gaussian_closed_form_with_sac():
     """Plain Gaussian policies (``action_squash=False``) on r_i(a) = −(a − g_i)², 4 seeds
     averaged, against ``gaussian_optimum``: means and standard deviations of π_i and π_0 within
