@@ -12,6 +12,7 @@ import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from distral_jax import distributions as dists
@@ -19,6 +20,7 @@ from distral_jax import losses, replay
 from distral_jax.configs import TrainConfig
 from distral_jax.envs.bandit import MultiTaskBandit, distral_fixed_point
 from distral_jax.envs.quadratic_bandit import QuadraticBandit, gaussian_optimum
+from distral_jax.networks import DistralParams
 from distral_jax.train import train
 from distral_jax.trainer import Trainer, runs_hparams
 
@@ -376,12 +378,15 @@ def _leaves_equal(a, b) -> bool:
     )
 
 
+WARMUP_TEST = dict(sac_warmup_steps=16, sac_tau=0.25, sac_auto_temperature=True)
+
+
 def test_warmup_acts_at_random_and_learns_nothing_then_targets_follow_by_polyak():
     """16 warm-up steps per task, 8 envs × 1 step per iteration: both rollouts act uniformly at
     random; after the first nothing but the buffers has moved; the second update, with 16 steps
     stored, is the first to learn (one gradient step), and it moves the target critics by τ of
     the way to the new critics, exactly."""
-    trainer = _bandit_trainer(sac_warmup_steps=16, sac_tau=0.25, sac_auto_temperature=True)
+    trainer = _bandit_trainer(**WARMUP_TEST)
     start = jax.jit(trainer.init)(jax.random.PRNGKey(0))
     iteration = jax.jit(trainer.iteration)
     assert bool(trainer.learner.acts_randomly(start.learner_state))
@@ -403,6 +408,39 @@ def test_warmup_acts_at_random_and_learns_nothing_then_targets_follow_by_polyak(
     scale = np.asarray(state.learner_state.log_temperature_scale)
     assert np.all(scale != 0)  # the temperatures learn (sac_auto_temperature)
     assert np.all(np.isfinite(np.asarray(metrics["critic_loss"])))
+
+
+def test_pi0_is_distilled_with_the_weight_the_objective_gives_each_task():
+    """θ_0's gradient (1 column, so the policy term gives θ_0 nothing: π_0 is held fixed in it)
+    is J's: Σ_i w_i · distill_coef · (α/β_i) · ∇ CE(sg π_i, π_0) on the replayed states, with
+    each task's own β_i (3 and 1.5 here) and curriculum weight w_i (1 and ¼)."""
+    trainer = _bandit_trainer(**WARMUP_TEST)  # its programs: compiled once in this module
+    learner, key = trainer.learner, jax.random.PRNGKey(0)
+    state, _ = jax.jit(trainer.iteration)(jax.jit(trainer.init)(key))  # 8 transitions a task
+    sac_state = state.learner_state.replace(log_temperature_scale=jnp.log(jnp.array([1.0, 2.0])))
+    hp, obs_stats, params = trainer.config.hyperparams(), state.obs_stats, state.params
+    batch = replay.sample(learner.buffer, sac_state.replay, key)
+    weights = jnp.array([1.0, 0.25])
+    actor = DistralParams(prior=params.prior, task=params.task, value=())
+
+    def loss(actor):
+        args = (params, sac_state, hp, obs_stats, batch, key, weights)
+        return learner.policy_loss(actor, *args)[0]
+
+    def objective(prior):
+        pi, pi0, _ = learner.networks.policies(
+            params.replace(prior=prior), obs_stats, batch.obs, hp.column_alpha
+        )
+        cross_entropy = -jnp.sum(
+            jax.nn.softmax(jax.lax.stop_gradient(pi)) * jax.nn.log_softmax(pi0), axis=-1
+        ).mean(axis=-1)
+        beta = hp.beta / jnp.array([1.0, 2.0])
+        return jnp.sum(weights * hp.distill_coef * (hp.alpha / beta) * cross_entropy)
+
+    got = jax.jit(jax.grad(loss))(actor).prior
+    want = jax.jit(jax.grad(objective))(params.prior)
+    assert optax.tree_utils.tree_norm(want) > 1e-3
+    chex.assert_trees_all_close(got, want, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("variant", ["distral_klent_1col", "a3c_multitask"])
