@@ -288,6 +288,8 @@ UNEQUAL_BANDIT = np.array([[1.0, 0.0, 0.5], [0.0, 0.1, 0.05]])
 # Variant -> (seeds, env steps). The 1-column case is the precise one (3 seeds, β ± 6 % fails);
 # the 2-column logits run one seed. ``experiments/exact_optima.py --learner sac --variant V``
 # runs every variant (docs/maths.md §11; MT-SAC, a3c_multitask, measured 9e-5 there).
+# Not ``long_run``: SAC's small programs ran these tests faster at the suite's fast compilation
+# (19 s for the three) than at XLA's full optimisation (32 s), compiling being most of them.
 SAC_BANDIT_CASES = {
     "distral_klent_1col": (3, 51_200),
     "distral_klent_2col": (1, 25_600),
