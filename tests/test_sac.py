@@ -20,7 +20,6 @@ from distral_jax import losses, replay
 from distral_jax.configs import TrainConfig
 from distral_jax.envs.bandit import MultiTaskBandit, distral_fixed_point
 from distral_jax.envs.quadratic_bandit import QuadraticBandit, gaussian_optimum
-from distral_jax.networks import DistralParams
 from distral_jax.train import train
 from distral_jax.trainer import Trainer, runs_hparams
 
@@ -416,14 +415,15 @@ def test_pi0_is_distilled_with_the_weight_the_objective_gives_each_task():
     """θ_0's gradient (1 column, so the policy term gives θ_0 nothing: π_0 is held fixed in it)
     is J's: Σ_i w_i · distill_coef · (α/β_i) · ∇ CE(sg π_i, π_0) on the replayed states, with
     each task's own β_i (3 and 1.5 here) and curriculum weight w_i (1 and ¼)."""
-    trainer = _bandit_trainer(**WARMUP_TEST)  # its programs: compiled once in this module
+    trainer = _bandit_trainer(**WARMUP_TEST)  # the warm-up test's programs, from the cache
     learner, key = trainer.learner, jax.random.PRNGKey(0)
     state, _ = jax.jit(trainer.iteration)(jax.jit(trainer.init)(key))  # 8 transitions a task
-    sac_state = state.learner_state.replace(log_temperature_scale=jnp.log(jnp.array([1.0, 2.0])))
+    temperature_scales = jnp.array([1.0, 2.0])  # β_i = β / scale_i
+    sac_state = state.learner_state.replace(log_temperature_scale=jnp.log(temperature_scales))
     hp, obs_stats, params = trainer.config.hyperparams(), state.obs_stats, state.params
     batch = replay.sample(learner.buffer, sac_state.replay, key)
     weights = jnp.array([1.0, 0.25])
-    actor = DistralParams(prior=params.prior, task=params.task, value=())
+    actor = params.replace(value=())  # the policy loss's arguments: no critics
 
     def loss(actor):
         args = (params, sac_state, hp, obs_stats, batch, key, weights)
@@ -436,7 +436,7 @@ def test_pi0_is_distilled_with_the_weight_the_objective_gives_each_task():
         cross_entropy = -jnp.sum(
             jax.nn.softmax(jax.lax.stop_gradient(pi)) * jax.nn.log_softmax(pi0), axis=-1
         ).mean(axis=-1)
-        beta = hp.beta / jnp.array([1.0, 2.0])
+        beta = hp.beta / temperature_scales
         return jnp.sum(weights * hp.distill_coef * (hp.alpha / beta) * cross_entropy)
 
     got = jax.jit(jax.grad(loss))(actor).prior
