@@ -1,8 +1,9 @@
-"""Side by side, in one process: the bare simulator, this trainer, Brax's PPO, a per-task loop.
+"""Side by side, in one process: the bare simulator, this trainer, Brax's PPO and SAC, a task loop.
 
-    python benchmarks/compare.py --quick    # CPU: about 10 minutes on 2 cores
+    python benchmarks/compare.py --quick    # CPU: about 20 minutes on 2 cores
     python benchmarks/compare.py            # sized for one GPU (benchmarks/gpu.sh)
     python benchmarks/compare.py --tiny     # the CI smoke test's size: no Brax physics
+    python benchmarks/compare.py --quick --only sac   # one section, a JSON of its own
 
 On the same environments, batch sizes, unroll and networks, for each family of the profile:
 
@@ -13,6 +14,14 @@ On the same environments, batch sizes, unroll and networks, for each family of t
   * ``brax_ppo``: ``brax.training.agents.ppo.train`` on the same physics (Brax's own
     ``halfcheetah`` for ``halfcheetah_vel``), with as many environments as tasks × envs here;
     its compile is the sum of JAX's compile events before its first update finished.
+  * ``sac`` (quick and default profiles): on one task of ``halfcheetah_vel``, the raw env, this
+    trainer's ``a3c`` SAC and ``brax.training.agents.sac.train`` (Brax's ``halfcheetah``) at the
+    same settings (``brax_sac.py``: one env step per environment, then that many gradient steps
+    of that batch, the same networks' sizes, learning rate, discount, τ, replay and warm-up);
+    and Distral-SAC (``distral_klent_2col``) against independent SAC (``a3c``) on
+    ``sac_tasks`` tasks at the same per-task settings. Brax SAC's rate is its own
+    ``training/sps`` (best epoch after the first), its compile JAX's compile events until its
+    first epoch's metrics.
   * ``per_task_loop``: the trainer's update for one task at a time, called from a Python loop
     over the tasks once per update, as public Distral implementations train their workers.
   * ``scaling``: N = 1, 4, 16, 64 tasks with the same total environments, and with the same
@@ -23,8 +32,8 @@ On the same environments, batch sizes, unroll and networks, for each family of t
 Rates on a shared machine drift by tens of percent within minutes, so ratios come from windows
 timed in alternation: each trainer row with the raw environment (``raw_sps``), the per-task loop
 with the vmapped trainer (``vmapped_sps``), each scaling row with the first task count
-(``first_sps``); Brax's run, which cannot alternate, is bracketed by
-raw-environment windows just before and after it.
+(``first_sps``), Distral-SAC with independent SAC (``a3c_sps``); each of Brax's runs, which
+cannot alternate, is bracketed by raw-environment windows just before and after it.
 
 Every row records env steps/s (the best of ``repeats`` timed windows after a warm-up call),
 compile seconds and memory: XLA's own size of the compiled training program (arguments,
@@ -47,7 +56,6 @@ from pathlib import Path
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from distral_jax.configs import TrainConfig
@@ -59,8 +67,10 @@ from distral_jax.envs.wrappers import TaskSubset, wrap_for_training
 from distral_jax.trainer import Trainer, runs_hparams
 
 sys.path.insert(0, str(Path(__file__).parent))
+import brax_sac  # noqa: E402
 import compare_report  # noqa: E402
 import peers  # noqa: E402
+from brax_sac import SACSettings  # noqa: E402
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,6 +100,8 @@ class Profile:
     peers: tuple[str, ...] = ()  # gymnax ids for rejax's PPO at its settings (peers.py)
     peer_steps: int = 500_000  # env steps per seed
     peer_seeds: int = 4
+    sac: SACSettings | None = None  # the SAC rows' settings on halfcheetah_vel (None: no rows)
+    sac_tasks: int = 4  # tasks of the Distral-SAC against independent SAC rows
 
 
 def _config(**kw) -> TrainConfig:
@@ -122,6 +134,18 @@ QUICK = Profile(
     repeats=3,
     brax_ppo=True,
     peers=("CartPole-v1", "Pendulum-v1"),
+    # Sized for 2 CPU cores: a timed window (200 training steps of 64 envs) lasts a few
+    # seconds, and learning starts after 16 of them.
+    sac=SACSettings(
+        envs=64,
+        batch_size=256,
+        grad_updates=8,
+        hidden_sizes=(64, 64),
+        learning_rate=1e-3,
+        replay_size=100_000,
+        warmup=1024,
+        steps_per_call=200,
+    ),
 )
 
 PROFILES = {
@@ -164,6 +188,16 @@ PROFILES = {
         scaling_total_envs=4096,
         scaling_envs_per_task=256,
         scaling_steps_per_call=5_000_000,
+        sac=SACSettings(
+            envs=128,
+            batch_size=512,
+            grad_updates=64,
+            hidden_sizes=(256, 256),
+            learning_rate=3e-4,
+            replay_size=1_000_000,
+            warmup=8192,
+            steps_per_call=200,
+        ),
     ),
 }
 
@@ -265,14 +299,9 @@ def measure_raw(family: Family, repeats: int) -> tuple[dict, Timed]:
     return {"sps": sps, "compile_s": compile_s, "program_bytes": program_bytes(compiled)}, timed
 
 
-def measure_trainer(
-    family_env, config: TrainConfig, repeats: int, raw: Timed | None = None
-) -> tuple[dict, Timed]:
-    """The on-device trainer, one run: env steps/s of ``run`` and ``Trainer.compile``'s time.
-
-    With ``raw``, its windows alternate with the trainer's and ``raw_sps`` is their rate.
-    Returns the row and the timed call.
-    """
+def trainer_timed(family_env, config: TrainConfig) -> tuple[Timed, dict]:
+    """The on-device trainer, one run, compiled: its timed call (``iterations_per_call``
+    updates) and ``Trainer.compile``'s time and XLA's size of the training program."""
     trainer = Trainer(family_env, config)
     compiled = trainer.compile(
         jax.random.split(jax.random.PRNGKey(0), 1), runs_hparams(config, None, 1)
@@ -284,14 +313,28 @@ def measure_trainer(
         return metrics
 
     timed = Timed(call, trainer.env_steps_per_iteration * config.iterations_per_call)
-    rates = best_rates([timed] if raw is None else [timed, raw], repeats)
-    loss = np.asarray(call()["loss"])
-    row = {
-        "sps": rates[0],
+    return timed, {
         "compile_s": compiled.compile_time_s,
         "program_bytes": program_bytes(compiled.run),
-        "finite": bool(np.all(np.isfinite(loss))),
     }
+
+
+def finite_loss(timed: Timed) -> bool:
+    """One more call of a trainer: whether every loss it reports is finite."""
+    return bool(np.all(np.isfinite(np.asarray(timed.call()["loss"]))))
+
+
+def measure_trainer(
+    family_env, config: TrainConfig, repeats: int, raw: Timed | None = None
+) -> tuple[dict, Timed]:
+    """The on-device trainer, one run: env steps/s of ``run`` and ``Trainer.compile``'s time.
+
+    With ``raw``, its windows alternate with the trainer's and ``raw_sps`` is their rate.
+    Returns the row and the timed call.
+    """
+    timed, compiled = trainer_timed(family_env, config)
+    rates = best_rates([timed] if raw is None else [timed, raw], repeats)
+    row = {"sps": rates[0], **compiled, "finite": finite_loss(timed)}
     if raw is not None:
         row["raw_sps"] = rates[1]
     return row, timed
@@ -326,41 +369,6 @@ def measure_per_task_loop(
     return {"sps": sps, "compile_s": compiled.compile_time_s, "vmapped_sps": vmapped_sps}
 
 
-class _CompileEvents:
-    """Sums JAX's compile-event durations (tracing, lowering, XLA) while active."""
-
-    NAMES = (
-        "/jax/core/compile/jaxpr_trace_duration",
-        "/jax/core/compile/jaxpr_to_mlir_module_duration",
-        "/jax/core/compile/backend_compile_duration",
-    )
-
-    def __init__(self):
-        self.total = 0.0
-        self.active = False
-        jax.monitoring.register_event_duration_secs_listener(self._listen)
-
-    def _listen(self, name: str, duration: float, **_) -> None:
-        if self.active and name in self.NAMES:
-            self.total += duration
-
-
-_EVENTS: _CompileEvents | None = None
-
-
-def _shim_device_put_replicated() -> None:
-    """Brax's PPO calls ``jax.device_put_replicated``, which JAX 0.10 removed: an equivalent
-    for the one device it is given here (``max_devices_per_host=1``)."""
-    if hasattr(jax, "device_put_replicated"):
-        return
-
-    def device_put_replicated(x, devices):
-        stack = lambda a: jnp.stack([jnp.asarray(a)] * len(devices))
-        return jax.device_put(jax.tree_util.tree_map(stack, x), devices[0])
-
-    jax.device_put_replicated = device_put_replicated
-
-
 def measure_brax_ppo(family: Family) -> dict:
     """``brax.training.agents.ppo.train`` on Brax's ``halfcheetah`` with the family's settings.
 
@@ -369,13 +377,12 @@ def measure_brax_ppo(family: Family) -> dict:
     ``family.iterations`` training steps. Steps/s is Brax's own ``training/sps``, the best of
     its epochs after the first (which includes compilation).
     """
-    global _EVENTS
     from brax import envs as brax_envs  # noqa: PLC0415
     from brax.training.agents.ppo import networks as ppo_networks  # noqa: PLC0415
     from brax.training.agents.ppo import train as ppo  # noqa: PLC0415
 
-    _shim_device_put_replicated()
-    _EVENTS = _EVENTS or _CompileEvents()
+    brax_sac.shim_device_put_replicated()
+    events = brax_sac.compile_events()
     cfg = family.config
     num_envs = family.tasks * family.envs
     per_step = num_envs * cfg.unroll_length
@@ -390,13 +397,13 @@ def measure_brax_ppo(family: Family) -> dict:
 
     def policy_params_fn(step, *_):
         if step > 0 and "first_update" not in marks:
-            marks["first_update"] = _EVENTS.total
+            marks["first_update"] = events.total
 
     def progress_fn(step, metrics):
         if "training/sps" in metrics:
             rates.append(float(metrics["training/sps"]))
 
-    _EVENTS.total, _EVENTS.active = 0.0, True
+    events.total, events.active = 0.0, True
     try:
         ppo.train(
             env,
@@ -418,8 +425,94 @@ def measure_brax_ppo(family: Family) -> dict:
             policy_params_fn=policy_params_fn,
         )
     finally:
-        _EVENTS.active = False
+        events.active = False
     return {"sps": max(rates[1:]), "compile_s": marks["first_update"]}
+
+
+# ----------------------------------------------------------------------------------------- SAC
+SAC_FAMILY = "halfcheetah_vel"  # Brax's halfcheetah physics, which Brax's SAC runs
+
+
+def sac_one_task_rows(settings: SACSettings, repeats: int) -> list[dict]:
+    """One task of ``halfcheetah_vel`` at ``settings``: the raw env (``envs`` environments,
+    ``steps_per_call`` steps per call), this trainer's ``a3c`` SAC in windows alternating with
+    it, and Brax's SAC with the raw env timed just before and after it."""
+    env = make_family(SAC_FAMILY, 1)
+    config = brax_sac.trainer_config(settings, env.action_size)
+    family = Family(SAC_FAMILY, 1, settings.envs, config, iterations=settings.steps_per_call)
+    raw, raw_timed = measure_raw(family, repeats)
+    rows = [{"method": "raw", **raw, **host_memory()}]
+    print(f"  raw env: {raw['sps']:,.0f} steps/s, compile {raw['compile_s']:.1f} s", flush=True)
+    r, _ = measure_trainer(env, config, repeats, raw=raw_timed)
+    rows.append({"method": "trainer a3c sac", **r, **host_memory()})
+    print(
+        f"  trainer a3c sac: {r['sps']:,.0f} steps/s ({r['sps'] / r['raw_sps']:.2f} of the raw "
+        f"env's {r['raw_sps']:,.0f} in alternate windows), compile {r['compile_s']:.1f} s",
+        flush=True,
+    )
+    # As for Brax's PPO: its run cannot alternate with the raw env, so the raw env is timed
+    # just before and after it and the better kept.
+    (before,) = best_rates([raw_timed], repeats)
+    r = brax_sac.measure_brax_sac(settings)
+    (after,) = best_rates([raw_timed], repeats)
+    r["raw_sps"] = max(before, after)
+    rows.append({"method": "brax_sac", **r, **host_memory()})
+    print(
+        f"  brax sac: {r['sps']:,.0f} steps/s (raw env {before:,.0f} before, {after:,.0f} "
+        f"after), compile {r['compile_s']:.1f} s",
+        flush=True,
+    )
+    return rows
+
+
+def sac_multitask_rows(settings: SACSettings, tasks: int, repeats: int) -> dict:
+    """Distral-SAC (``distral_klent_2col``) and independent SAC (``a3c``) on ``tasks`` tasks
+    at ``settings`` per task, their windows alternating; the Distral row's ``a3c_sps`` is the
+    other's rate."""
+    env = make_family(SAC_FAMILY, tasks)
+    # As many env steps per call as the one-task rows', but at least the warm-up's updates: the
+    # untimed first call has to finish it, so that every timed window acts with the policies.
+    warmup_iterations = -(-settings.warmup_env_steps // settings.envs)
+    iterations = max(settings.steps_per_call // tasks, warmup_iterations)
+    timed, rows = [], []
+    for variant in ("distral_klent_2col", "a3c"):
+        config = brax_sac.trainer_config(
+            settings, env.action_size, variant=variant, iterations_per_call=iterations
+        )
+        t, compiled = trainer_timed(env, config)
+        timed.append(t)
+        rows.append({"method": f"trainer {variant} sac", **compiled})
+    rates = best_rates(timed, repeats)
+    for row, t, sps in zip(rows, timed, rates, strict=True):
+        row.update(sps=sps, finite=finite_loss(t), **host_memory())
+    rows[0]["a3c_sps"] = rates[1]
+    print(
+        f"  {tasks} tasks: distral sac {rates[0]:,.0f} steps/s, a3c sac {rates[1]:,.0f} "
+        f"(alternate windows; {rates[0] / rates[1]:.2f}), compile "
+        f"{rows[0]['compile_s']:.1f} / {rows[1]['compile_s']:.1f} s",
+        flush=True,
+    )
+    return {"tasks": tasks, "envs": settings.envs, "iterations": iterations, "rows": rows}
+
+
+def sac_section(profile: Profile) -> dict | None:
+    """The profile's SAC rows (None when it has none), with their ratios."""
+    settings = profile.sac
+    if settings is None:
+        return None
+    print(
+        f"sac ({SAC_FAMILY}): 1 task x {settings.envs} envs, batch {settings.batch_size}, "
+        f"{settings.grad_updates} gradient steps per env step, hidden {settings.hidden_sizes}",
+        flush=True,
+    )
+    out = {
+        "family": SAC_FAMILY,
+        "settings": dataclasses.asdict(settings),
+        "rows": sac_one_task_rows(settings, profile.repeats),
+        "multitask": sac_multitask_rows(settings, profile.sac_tasks, profile.repeats),
+    }
+    out["ratios"] = compare_report.sac_ratios(out)
+    return out
 
 
 def scaling_rows(profile: Profile, repeats: int) -> list[dict]:
@@ -454,10 +547,20 @@ def scaling_rows(profile: Profile, repeats: int) -> list[dict]:
     return rows
 
 
-def run(profile_name: str) -> dict:
+SECTIONS = ("families", "sac", "scaling", "peers")
+
+
+def run(profile_name: str, sections: tuple[str, ...] = SECTIONS) -> dict:
+    """The profile's measurements; only the named ``sections`` (the others stay empty)."""
     profile = PROFILES[profile_name]
-    out: dict = {"profile": profile_name, "families": [], "loop": None, "scaling": []}
-    for family in profile.families:
+    out: dict = {
+        "profile": profile_name,
+        "families": [],
+        "loop": None,
+        "sac": None,
+        "scaling": [],
+    }
+    for family in profile.families if "families" in sections else ():
         cfg = family.config.replace(num_envs=family.envs, iterations_per_call=family.iterations)
         family = dataclasses.replace(family, config=cfg)
         print(f"{family.name}: {family.tasks} tasks x {family.envs} envs", flush=True)
@@ -512,8 +615,11 @@ def run(profile_name: str) -> dict:
                 flush=True,
             )
         out["families"].append(entry)
-    out["scaling"] = scaling_rows(profile, profile.repeats)
-    out["peers"] = peer_rows(profile)
+    if "sac" in sections:
+        out["sac"] = sac_section(profile)
+    if "scaling" in sections:
+        out["scaling"] = scaling_rows(profile, profile.repeats)
+    out["peers"] = peer_rows(profile) if "peers" in sections else []
     return out
 
 
@@ -548,20 +654,32 @@ def main() -> None:
         default="benchmarks/RESULTS.md",
         help="regenerated from every compare_*.json in the JSON's folder",
     )
+    parser.add_argument(
+        "--only",
+        nargs="+",
+        choices=SECTIONS,
+        default=None,
+        help="measure only these sections; written to a JSON of their own "
+        "(compare_<backend>_<profile>_<sections>.json), so the whole profile's is kept",
+    )
     args = parser.parse_args()
     profile = args.profile or "default"
+    sections = SECTIONS if args.only is None else tuple(s for s in SECTIONS if s in args.only)
     start = time.perf_counter()
-    result = run(profile)
+    result = run(profile, sections)
+    command = "python benchmarks/compare.py" + ("" if profile == "default" else f" --{profile}")
+    if sections != SECTIONS:
+        command += " --only " + " ".join(sections)
     result["meta"] = {
-        "command": "python benchmarks/compare.py"
-        + ("" if profile == "default" else f" --{profile}"),
+        "command": command,
         "device": f"{jax.devices()[0].device_kind} ({jax.default_backend()})",
         "cpu": platform.processor() or platform.machine(),
         "jax": jax.__version__,
         "date": time.strftime("%Y-%m-%d"),
         "wall_s": time.perf_counter() - start,
     }
-    default_out = f"benchmarks/results/compare_{jax.default_backend()}_{profile}.json"
+    suffix = "" if sections == SECTIONS else "_" + "_".join(sections)
+    default_out = f"benchmarks/results/compare_{jax.default_backend()}_{profile}{suffix}.json"
     out = Path(args.out or default_out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))

@@ -3,7 +3,8 @@
     python benchmarks/compare_report.py    # regenerate from benchmarks/results/compare_*.json
 
 One section per JSON (a profile on a device): the settings, one table per family, the per-task
-loop, the task scaling, and the issue's targets with the ratio measured and whether it holds.
+loop, SAC against Brax's SAC and Distral-SAC against independent SAC, the task scaling, and the
+issue's targets with the ratio measured and whether it holds.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ TARGETS = (
     ("vmapped tasks / per-task loop (grid world, Distral A2C)", 3.0),
     ("64 tasks / 1 task, same total environments (steps/s)", 0.8),
     ("Brax PPO compile / trainer compile (first launch)", 1.0),
+    ("trainer / Brax SAC (Brax family, one task, a3c SAC)", 1.0),
 )
 
 
@@ -51,6 +53,8 @@ def ratios(result: dict) -> list[tuple[str, float, float | None, str]]:
     by_tasks = {s["tasks"]: s for s in same_total}
     trainer_share, brax_share = _share(trainer), _share(brax)
     direct = _ratio(trainer, brax)
+    sac = sac_ratios(result["sac"]) if result.get("sac") else {}
+    sac_direct = sac.get("trainer_over_brax")
     values = (
         (trainer_share, "trainer and raw env in alternate windows"),
         (
@@ -67,12 +71,90 @@ def ratios(result: dict) -> list[tuple[str, float, float | None, str]]:
             "64 tasks and 1 task in alternate windows",
         ),
         (_ratio(brax, trainer, key="compile_s"), "compile seconds, Brax's over the trainer's"),
+        (
+            sac.get("trainer_over_brax_per_raw"),
+            "each ÷ the raw env timed beside it"
+            + ("" if sac_direct is None else f"; direct ratio of the rates {sac_direct:.2f}"),
+        ),
     )
     rows = [
         (name, threshold, v, how)
         for (name, threshold), (v, how) in zip(TARGETS, values, strict=True)
     ]
     return rows + peer_ratios(result.get("peers", []))
+
+
+def sac_ratios(sac: dict) -> dict[str, float | None]:
+    """The SAC section's ratios: this trainer's ``a3c`` SAC over Brax's SAC (directly, and each
+    over the raw env timed beside it), compile seconds Brax's over ours, and Distral-SAC over
+    independent SAC on several tasks (in alternate windows)."""
+    ours, brax = _row(sac["rows"], "trainer a3c sac"), _row(sac["rows"], "brax_sac")
+    ours_share, brax_share = _share(ours), _share(brax)
+    distral = _row(sac["multitask"]["rows"], "trainer distral_klent_2col sac")
+    return {
+        "trainer_over_brax": _ratio(ours, brax),
+        "trainer_over_brax_per_raw": (
+            None if ours_share is None or brax_share is None else ours_share / brax_share
+        ),
+        "brax_compile_over_trainer": _ratio(brax, ours, key="compile_s"),
+        "distral_over_a3c": (
+            None
+            if distral is None or not distral.get("a3c_sps")
+            else distral["sps"] / distral["a3c_sps"]
+        ),
+    }
+
+
+def _sac_tables(sac: dict) -> list[str]:
+    """The one-task table (raw env, this trainer, Brax) and the several-task one (Distral-SAC
+    and independent SAC)."""
+    st = sac["settings"]
+    raw = _row(sac["rows"], "raw")
+    lines = [
+        f"### SAC: {sac['family']}, 1 task x {st['envs']} envs, batch {st['batch_size']}, "
+        f"{st['grad_updates']} gradient steps per env step, hidden "
+        f"{tuple(st['hidden_sizes'])}, lr {st['learning_rate']:g}, replay {st['replay_size']:,}, "
+        f"warm-up {st['warmup']:,} transitions",
+        "",
+        "One env step of every environment, then the gradient steps (Brax's training step; here "
+        "`unroll_length=1`). Brax SAC: its `training/sps`, best epoch after the first.",
+        "",
+        "| method | env steps/s | ÷ raw env | compile s | memory |",
+        "|---|---|---|---|---|",
+    ]
+    for row in sac["rows"]:
+        share = _share(row) if row["method"] != "raw" else _ratio(row, raw)
+        lines.append(
+            f"| {row['method']} | {_rate(row['sps'])} | "
+            f"{'-' if share is None else f'{share:.2f}'} | {row['compile_s']:.1f} | "
+            f"{_memory(row)} |"
+        )
+    ratios = sac_ratios(sac)
+    direct, per_raw = ratios["trainer_over_brax"], ratios["trainer_over_brax_per_raw"]
+    if direct is not None:
+        lines += [
+            "",
+            f"a3c SAC / Brax SAC: {direct:.2f} directly"
+            + ("" if per_raw is None else f", {per_raw:.2f} each ÷ the raw env timed beside it")
+            + ".",
+        ]
+    multi = sac["multitask"]
+    lines += [
+        "",
+        f"Distral-SAC against independent SAC: {multi['tasks']} tasks x {multi['envs']} envs, "
+        f"the same per-task settings, {multi['iterations']} iterations per call, alternate "
+        "windows.",
+        "",
+        "| method | env steps/s | ÷ a3c SAC | compile s | memory |",
+        "|---|---|---|---|---|",
+    ]
+    for row in multi["rows"]:
+        share = f"{row['sps'] / row['a3c_sps']:.2f}" if row.get("a3c_sps") else "-"
+        lines.append(
+            f"| {row['method']} | {_rate(row['sps'])} | {share} | {row['compile_s']:.1f} | "
+            f"{_memory(row)} |"
+        )
+    return lines + [""]
 
 
 def peer_ratios(rows: list[dict]) -> list[tuple[str, float, float | None, str]]:
@@ -165,6 +247,8 @@ def section(result: dict) -> str:
             f"windows: {_rate(loop['vmapped_sps'])}.",
             "",
         ]
+    if result.get("sac"):
+        lines += _sac_tables(result["sac"])
     if result["scaling"]:
         lines += [
             f"### Task scaling ({result['scaling'][0]['family']}, Distral 2-column A2C)",
@@ -198,7 +282,7 @@ def section(result: dict) -> str:
     return "\n".join(lines)
 
 
-HEADER = """# Benchmark results: the trainer against the raw simulator, Brax PPO and a per-task loop
+HEADER = """# Benchmark results: the trainer, the raw simulator, Brax PPO and SAC, a per-task loop
 
 Generated by `benchmarks/compare.py` (which also states what each row measures); do not edit
 by hand: rerun the command of a section, or `python benchmarks/compare_report.py` to rebuild
@@ -206,11 +290,12 @@ this file from `benchmarks/results/compare_*.json`. Steps/s are env steps per se
 included, best of the timed windows. Rates on a shared machine drift by tens of percent from
 one minute to the next, so every ratio is formed from windows timed in alternation (a trainer
 row with the raw environment, "÷ raw env"; the loop with the vmapped trainer; each scaling row
-with one task) or, for Brax's
-PPO, which cannot alternate, from the raw environment timed just before and after it. Compile is
-seconds before the first update (the trainer:
+with one task; Distral-SAC with independent SAC) or, for Brax's
+PPO and SAC, which cannot alternate, from the raw environment timed just before and after them.
+Compile is seconds before the first update (the trainer:
 wall time of `Trainer.compile`, its three programs compiled concurrently; Brax PPO: the sum of
-JAX's compile events before its first update). Memory: XLA's size of the compiled training
+JAX's compile events before its first update; Brax SAC: the same sum until its first epoch's
+metrics). Memory: XLA's size of the compiled training
 program, and the process's resident set (CPU) or the device's peak (accelerator) after the row.
 
 """
