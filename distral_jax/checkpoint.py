@@ -310,15 +310,37 @@ class RunCheckpoints:
           step: a saved step.
           like: arrays or ``jax.ShapeDtypeStruct`` with shardings, the structure of the state:
             the restored arrays have their shapes, types and placement (a checkpoint written on
-            one placement restores onto another).
+            one placement restores onto another); leaves that are ``ocp.PLACEHOLDER`` are not
+            read (and stay placeholders).
         """
         self.verify(step)
         target = jax.tree_util.tree_map(
-            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding), like
+            lambda a: (
+                a
+                if a is ocp.PLACEHOLDER
+                else jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=a.sharding)
+            ),
+            like,
         )
+        leaves = jax.tree_util.tree_leaves(target)
+        if any(a is ocp.PLACEHOLDER for a in leaves):
+            # Orbax's standard handler reads every leaf; its PyTree handler skips placeholders
+            # (the files are the same).
+            restore_args = jax.tree_util.tree_map(
+                lambda a: (
+                    a
+                    if a is ocp.PLACEHOLDER
+                    else ocp.ArrayRestoreArgs(
+                        sharding=a.sharding, global_shape=a.shape, dtype=a.dtype
+                    )
+                ),
+                target,
+            )
+            state_args = ocp.args.PyTreeRestore(item=target, restore_args=restore_args)
+        else:
+            state_args = ocp.args.StandardRestore(target)
         restored = self._restore(
-            step,
-            ocp.args.Composite(state=ocp.args.StandardRestore(target), host=ocp.args.JsonRestore()),
+            step, ocp.args.Composite(state=state_args, host=ocp.args.JsonRestore())
         )
         return restored.state, HostState.from_json(restored.host)
 
@@ -513,6 +535,15 @@ def _load_policy(
     like = jax.tree_util.tree_map(
         lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=device),
         jax.eval_shape(jax.vmap(trainer.init), keys, hparams),
+    )
+    # Only what acting reads is read from disk: the optimiser, the environments and the
+    # learner's state (SAC's replay: N × capacity transitions) are skipped.
+    skip = lambda tree: jax.tree_util.tree_map(lambda _: ocp.PLACEHOLDER, tree)
+    like = like.replace(
+        opt_state=skip(like.opt_state),
+        learner_state=skip(like.learner_state),
+        env_state=skip(like.env_state),
+        core_state=skip(like.core_state),
     )
     state, _ = checkpoints.restore(step, like)
     policy_params = state.policy_params

@@ -93,8 +93,8 @@ class Study:
     """PPO's ratio clip ε"""
     ppo_normalize_advantages: bool = False
     """PPO's advantage scale (docs/maths.md §6)"""
-    max_grad_norm: float = 1.0
-    """global gradient-norm clip (inf: none)"""
+    max_grad_norm: float | None = None
+    """global gradient-norm clip (inf: none; default: 1.0, and none for SAC)"""
     out: str = ""
     """JSON output file (default: runs/exact_optima/<task>_<learner>_<regularizer>.json)"""
 
@@ -103,7 +103,9 @@ class Study:
             raise ValueError(f"`seeds` must be >= 1, got {self.seeds}")
 
     def config(self) -> TrainConfig:
-        sac = SAC_ONE_STATE if self.learner == "sac" else {"max_grad_norm": self.max_grad_norm}
+        sac = dict(SAC_ONE_STATE) if self.learner == "sac" else {"max_grad_norm": 1.0}
+        if self.max_grad_norm is not None:
+            sac["max_grad_norm"] = self.max_grad_norm
         return one_state_config(
             variant=self.variant,
             action_squash=self.action_squash,

@@ -199,6 +199,11 @@ def ratio_table(ratios: Mapping[str, float | None]) -> str:
     return table(["median steps ratio", "greedy", "sampled"], rows) if rows else ""
 
 
+def _median(steps: Mapping) -> str:
+    """A ``summarize_steps`` dict's median alone: "102k", or "never"."""
+    return "never" if steps.get("median") is None else analysis.format_steps(steps).split()[0]
+
+
 def brax_section(data: dict) -> str:
     """Final returns per task (and steps to the scripted return, point mass)."""
     head = ["variant", "final return per task (sampled)", "greedy", "π0 alone (greedy)"]
@@ -207,7 +212,7 @@ def brax_section(data: dict) -> str:
         head += ["steps to scripted, sampled", "greedy"]
     reference = data.get("reference")
     if reference:
-        head += [f"steps to {reference['learner']}'s final return"]
+        head += [f"steps to {reference['learner']}'s final return", "per task (median)"]
     rows = []
     for v, r in data["variants"].items():
         row = [v, nums(r["final_return_sampled"]), nums(r["final_return_greedy"]),
@@ -216,6 +221,8 @@ def brax_section(data: dict) -> str:
             row += [steps_cell(r.get(f"steps_to_scripted_{m}")) for m in ("sampled", "greedy")]
         if reference:
             row.append(steps_cell(r.get("steps_to_reference_sampled")))
+            per_task = r.get("steps_to_reference_per_task_sampled") or []
+            row.append(", ".join(_median(t) for t in per_task) or "–")
         rows.append(row)
     refs = f"Random policy: {nums(data.get('random_policy_return'))}."
     if scripted:

@@ -8,11 +8,13 @@ import json
 import re
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from distral_jax import cli, writers
+from distral_jax.checkpoint import load_policy
 from distral_jax.configs import TrainConfig
 from distral_jax.envs.gridworld import two_rooms_design
 from distral_jax.train import train
@@ -210,6 +212,10 @@ def test_launcher_resumes_in_the_same_run_folder(tmp_path, capsys):
     resumed = _metric_lines(tmp_path / "b" / "x" / "metrics.jsonl")
     assert [line["step"] for line in resumed] == [0, 3200, 6400]
     assert resumed == _metric_lines(tmp_path / "a" / "x" / "metrics.jsonl")
+    # load_policy reads the policies alone (the replay stays on disk), and they act.
+    make_policy, params = load_policy(tmp_path / "ckpt", two_rooms_design(2))
+    obs = np.zeros((2, 3, two_rooms_design(2).observation_size), np.float32)
+    assert make_policy(params)(obs, jax.random.PRNGKey(0)).shape == (2, 3)
     events = EventAccumulator(str(tmp_path / "b" / "x"))
     events.Reload()
     assert [e.step for e in events.Scalars("eval/episode_return_mean")] == [0, 3200, 6400]
