@@ -18,7 +18,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh
 
-from distral_jax import presets
+from distral_jax import presets, sharding
 from distral_jax.envs.gridworld import spread_goals
 from distral_jax.envs.registry import make_family
 from distral_jax.train import train
@@ -58,9 +58,19 @@ def _difference(a, b) -> float:
     return max(jax.tree_util.tree_leaves(diffs))
 
 
+def _shardings(env, config, mesh):
+    """The shardings ``Trainer.compile`` places the state with on ``mesh`` (its programs'
+    in- and out-shardings), without compiling them again."""
+    trainer = Trainer(env, config)
+    keys = jax.random.split(jax.random.PRNGKey(0), RUNS)
+    hparams = jax.tree_util.tree_map(lambda x: np.broadcast_to(x, (RUNS,)), config.hyperparams())
+    abstract = jax.eval_shape(jax.vmap(trainer.init), keys, hparams)
+    return trainer.state_shardings(abstract, sharding.auto_axes(mesh))
+
+
 def _specs(state) -> dict[str, str]:
-    """PartitionSpec of a few leaves, by role."""
-    leaf = lambda tree: jax.tree_util.tree_leaves(tree)[0].sharding
+    """PartitionSpec of a few leaves (of a tree of shardings), by role."""
+    leaf = lambda tree: jax.tree_util.tree_leaves(tree)[0]
     spec = lambda s: list(s.spec) if hasattr(s, "spec") else "single device"
     return {
         "task_params": spec(leaf(state.params.task)),
@@ -83,17 +93,21 @@ def main(workdir: str) -> int:
     }
     out: dict = {"devices": len(devices)}
     _, reference, ref_metrics = train(env, CONFIG, num_runs=RUNS, show_progress=False)
-    keys = jax.random.split(jax.random.PRNGKey(0), RUNS)
-    hparams = jax.tree_util.tree_map(lambda x: np.broadcast_to(x, (RUNS,)), CONFIG.hyperparams())
     for name, mesh in meshes.items():
         _, params, metrics = train(env, CONFIG, num_runs=RUNS, mesh=mesh, show_progress=False)
-        compiled = Trainer(env, CONFIG).compile(keys, hparams, mesh)
         out[name] = {
             "param_difference": _difference(params, reference),
             "return_difference": float(
                 np.max(np.abs(metrics["eval/episode_return"] - ref_metrics["eval/episode_return"]))
             ),
-            "specs": _specs(compiled.state),
+            "specs": _specs(_shardings(env, CONFIG, mesh)),
+            # Where the trained parameters really are: the shardings above, applied.
+            "trained_specs": {
+                "task_params": list(jax.tree_util.tree_leaves(params.params.task)[0].sharding.spec),
+                "prior_params": list(
+                    jax.tree_util.tree_leaves(params.params.prior)[0].sharding.spec
+                ),
+            },
             "addressable_shards": len(
                 jax.tree_util.tree_leaves(params.params.task)[0].addressable_shards
             ),
@@ -108,17 +122,14 @@ def main(workdir: str) -> int:
         ),
     }
     _, sac_reference, ref_metrics = train(env, SAC, num_runs=RUNS, show_progress=False)
-    keys = jax.random.split(jax.random.PRNGKey(0), RUNS)
-    hparams = jax.tree_util.tree_map(lambda x: np.broadcast_to(x, (RUNS,)), SAC.hyperparams())
-    compiled = Trainer(env, SAC).compile(keys, hparams, mesh)
     _, params, metrics = train(env, SAC, num_runs=RUNS, mesh=mesh, show_progress=False)
-    replay_leaf = jax.tree_util.tree_leaves(compiled.state.learner_state.replay)[0]
+    replay_leaf = jax.tree_util.tree_leaves(_shardings(env, SAC, mesh).learner_state.replay)[0]
     out["sac_runs_2_tasks_4"] = {
         "param_difference": _difference(params, sac_reference),
         "return_difference": float(
             np.max(np.abs(metrics["eval/episode_return"] - ref_metrics["eval/episode_return"]))
         ),
-        "replay_spec": list(replay_leaf.sharding.spec),
+        "replay_spec": list(replay_leaf.spec),
     }
     # Half the run on one placement, the rest on another, from its checkpoint.
     half = CONFIG.replace(total_env_steps=CONFIG.total_env_steps // 2)

@@ -69,6 +69,9 @@ def test_the_state_is_really_split(mesh_results):
     assert specs["obs_stats"] == ["runs"]
     assert specs["key"] == ["runs"]
     assert mesh_results["runs_2_tasks_4"]["addressable_shards"] == 8
+    for name in ("tasks_8", "runs_2_tasks_4"):  # the trained parameters are placed so
+        trained, specs = mesh_results[name]["trained_specs"], mesh_results[name]["specs"]
+        assert trained == {k: specs[k] for k in trained}, name
 
 
 @pytest.mark.parametrize("order", ["sharded_then_single", "single_then_sharded"])
