@@ -105,11 +105,27 @@ def sac_ratios(sac: dict) -> dict[str, float | None]:
     }
 
 
+def _raw_table(rows: list[dict]) -> list[str]:
+    """Rows beside the raw environment's: rate, share of the raw env, compile, memory."""
+    raw = _row(rows, "raw")
+    lines = [
+        "| method | env steps/s | ÷ raw env | compile s | memory |",
+        "|---|---|---|---|---|",
+    ]
+    for row in rows:
+        share = _share(row) if row["method"] != "raw" else _ratio(row, raw)
+        lines.append(
+            f"| {row['method']} | {_rate(row['sps'])} | "
+            f"{'-' if share is None else f'{share:.2f}'} | {row['compile_s']:.1f} | "
+            f"{_memory(row)} |"
+        )
+    return lines
+
+
 def _sac_tables(sac: dict) -> list[str]:
     """The one-task table (raw env, this trainer, Brax) and the several-task one (Distral-SAC
     and independent SAC)."""
     st = sac["settings"]
-    raw = _row(sac["rows"], "raw")
     lines = [
         f"### SAC: {sac['family']}, 1 task x {st['envs']} envs, batch {st['batch_size']}, "
         f"{st['grad_updates']} gradient steps per env step, hidden "
@@ -119,16 +135,8 @@ def _sac_tables(sac: dict) -> list[str]:
         "One env step of every environment, then the gradient steps (Brax's training step; here "
         "`unroll_length=1`). Brax SAC: its `training/sps`, best epoch after the first.",
         "",
-        "| method | env steps/s | ÷ raw env | compile s | memory |",
-        "|---|---|---|---|---|",
     ]
-    for row in sac["rows"]:
-        share = _share(row) if row["method"] != "raw" else _ratio(row, raw)
-        lines.append(
-            f"| {row['method']} | {_rate(row['sps'])} | "
-            f"{'-' if share is None else f'{share:.2f}'} | {row['compile_s']:.1f} | "
-            f"{_memory(row)} |"
-        )
+    lines += _raw_table(sac["rows"])
     ratios = sac_ratios(sac)
     direct, per_raw = ratios["trainer_over_brax"], ratios["trainer_over_brax_per_raw"]
     if direct is not None:
@@ -222,22 +230,13 @@ def section(result: dict) -> str:
         "",
     ]
     for fam in result["families"]:
-        raw = _row(fam["rows"], "raw")
         lines += [
             f"### {fam['family']}: {fam['tasks']} tasks x {fam['envs']} envs, unroll "
             f"{fam['unroll_length']}, hidden {tuple(fam['hidden_sizes'])}, PPO {fam['ppo']}",
             "",
-            "| method | env steps/s | ÷ raw env | compile s | memory |",
-            "|---|---|---|---|---|",
+            *_raw_table(fam["rows"]),
+            "",
         ]
-        for row in fam["rows"]:
-            share = _share(row) if row["method"] != "raw" else _ratio(row, raw)
-            lines.append(
-                f"| {row['method']} | {_rate(row['sps'])} | "
-                f"{'-' if share is None else f'{share:.2f}'} | {row['compile_s']:.1f} | "
-                f"{_memory(row)} |"
-            )
-        lines.append("")
     loop = result.get("loop")
     if loop:
         lines += [
