@@ -38,6 +38,7 @@ from distral_jax.envs.gymnax_tasks import GymnaxFamily
 from distral_jax.trainer import Trainer, runs_hparams
 
 sys.path.insert(0, str(Path(__file__).parent))
+import brax_sac  # noqa: E402
 import compare  # noqa: E402
 import peers  # noqa: E402
 
@@ -60,6 +61,14 @@ def _peer_case(env_id: str) -> tuple[GymnaxFamily, TrainConfig]:
     return GymnaxFamily(env_id, num_tasks=1), config
 
 
+def _sac_case() -> tuple[TaskFamily, TrainConfig]:
+    """One task of ``halfcheetah_vel`` at ``compare.py --quick``'s SAC settings (its Brax row)."""
+    settings = compare.PROFILES["quick"].sac
+    env = compare.make_family(compare.SAC_FAMILY, 1)
+    config = brax_sac.trainer_config(settings, env.action_size)
+    return env, config.replace(iterations_per_call=20)
+
+
 CASES = {
     "cartpole_a3c_ppo": lambda: _peer_case("CartPole-v1"),
     "pendulum_a3c_ppo": lambda: _peer_case("Pendulum-v1"),  # the continuous peer row (lr 1e-3)
@@ -67,6 +76,7 @@ CASES = {
         "halfcheetah_vel", "distral_klent_2col", "ppo"
     ),
     "gridworld_distral_a2c": lambda: _quick_family("gridworld", "distral_klent_2col", "a2c"),
+    "halfcheetah_a3c_sac": _sac_case,
 }
 
 
@@ -145,7 +155,7 @@ def profile(name: str, runs: int, iterations: int, repeats: int) -> list[dict]:
         "update": with_stored(update_only),
         "iteration": lambda s, _: jax.vmap(repeat(iteration))(s),
     }
-    if hasattr(trainer.learner, "targets"):
+    if config.learner == "ppo":
         parts["targets"] = with_stored(targets_only)
     rows = []
     for part, fn in parts.items():
