@@ -1,4 +1,4 @@
-"""Where one training iteration's time goes, part by part, for three standing cases.
+"""Where one training iteration's time goes, part by part, for the standing cases (``CASES``).
 
     python benchmarks/profile_iteration.py                      # every case
     python benchmarks/profile_iteration.py --cases cartpole_a3c_ppo --repeats 5
