@@ -651,8 +651,10 @@ def main() -> None:
     )
     parser.add_argument(
         "--report",
-        default="benchmarks/RESULTS.md",
-        help="regenerated from every compare_*.json in the JSON's folder",
+        default=None,
+        help="regenerated from every compare_*.json in the JSON's folder (default: "
+        "benchmarks/RESULTS.md for the default folder, else RESULTS.md beside the JSON, so that "
+        "an --out elsewhere never rewrites the standing table from its one file)",
     )
     parser.add_argument(
         "--only",
@@ -684,8 +686,12 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
     results = [json.loads(p.read_text()) for p in sorted(out.parent.glob("compare_*.json"))]
-    Path(args.report).write_text(compare_report.render(results))
-    print(f"wrote {out} and {args.report}")
+    report = args.report
+    if report is None:
+        standing = out.parent.resolve() == Path(default_out).parent.resolve()
+        report = "benchmarks/RESULTS.md" if standing else str(out.parent / "RESULTS.md")
+    Path(report).write_text(compare_report.render(results))
+    print(f"wrote {out} and {report}")
 
 
 if __name__ == "__main__":
