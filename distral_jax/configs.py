@@ -339,6 +339,17 @@ class TrainConfig:
         _require(self.c_kl >= 0, "c_kl", ">= 0", self.c_kl)
         _require(self.c_ent >= 0, "c_ent", ">= 0", self.c_ent)
         _require(self.c_kl + self.c_ent > 0, "c_kl + c_ent", "> 0", self.c_kl + self.c_ent)
+        if self.variant != "custom":
+            # A preset fixes these: a value given with it would be ignored without a word.
+            for name in _CUSTOM_FIELDS:
+                default = _FIELD_DEFAULTS[name]
+                _require(
+                    getattr(self, name) == default,
+                    name,
+                    f"left at its default {default!r} with variant={self.variant!r}, whose preset "
+                    "fixes it (only variant='custom' reads it)",
+                    getattr(self, name),
+                )
         if self.variant == "custom" and not self.distill:
             # A KL to a π_0 that is never distilled would pull every task towards its random
             # initialisation.
@@ -439,3 +450,8 @@ class TrainConfig:
 
     def replace(self, **changes) -> TrainConfig:
         return dataclasses.replace(self, **changes)
+
+
+# What only ``variant="custom"`` reads (a preset fixes them), and TrainConfig's defaults.
+_CUSTOM_FIELDS = ("architecture", "c_kl", "c_ent", "distill")
+_FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}

@@ -378,6 +378,17 @@ def test_invalid_custom_costs_and_hyperparams():
         TrainConfig(variant="custom", c_kl=0.01, distill=False)
 
 
+@pytest.mark.parametrize(
+    "field, value",
+    [("c_kl", 0.0025), ("c_ent", 0.02), ("architecture", "1col"), ("distill", False)],
+)
+def test_a_preset_refuses_the_fields_only_a_custom_variant_reads(field, value):
+    # distral_klent_2col fixes α = 1/2: a c_kl given beside it would change nothing, silently.
+    with pytest.raises(ValueError, match=f"`{field}` must be left at its default .*'custom'"):
+        TrainConfig(variant="distral_klent_2col", **{field: value})
+    TrainConfig(variant="custom", c_kl=0.0025)  # read there
+
+
 def test_non_finite_loss_stops_training():
     # A reward of 1e30 makes the squared value error overflow float32 on the first update.
     env = MultiTaskBandit(np.array([[1e30, -1e30]]))
