@@ -39,7 +39,9 @@ Every row records env steps/s (the best of ``repeats`` timed windows after a war
 compile seconds and memory: XLA's own size of the compiled training program (arguments,
 outputs and temporaries), and the device's peak bytes on an accelerator or the process's
 resident set on CPU. The JSON goes to ``benchmarks/results/compare_<backend>_<profile>.json`` and
-``benchmarks/RESULTS.md`` is regenerated from every such JSON there (``--out``, ``--report``).
+``benchmarks/RESULTS.md`` is regenerated from every such JSON there; an ``--out`` elsewhere
+gets a ``RESULTS.md`` of its own beside it, from the ``compare_*.json`` of its folder and itself
+(``--report`` names another).
 """
 
 from __future__ import annotations
@@ -681,16 +683,18 @@ def main() -> None:
         "wall_s": time.perf_counter() - start,
     }
     suffix = "" if sections == SECTIONS else "_" + "_".join(sections)
-    default_out = f"benchmarks/results/compare_{jax.default_backend()}_{profile}{suffix}.json"
-    out = Path(args.out or default_out)
+    here = Path(__file__).resolve().parent  # the standing files, wherever this runs from
+    default_out = here / "results" / f"compare_{jax.default_backend()}_{profile}{suffix}.json"
+    out = Path(args.out).resolve() if args.out else default_out
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))
-    results = [json.loads(p.read_text()) for p in sorted(out.parent.glob("compare_*.json"))]
-    report = args.report
+    paths = sorted(set(out.parent.glob("compare_*.json")) | {out})
+    results = [json.loads(p.read_text()) for p in paths]
+    report = Path(args.report) if args.report else None
     if report is None:
-        standing = out.parent.resolve() == Path(default_out).parent.resolve()
-        report = "benchmarks/RESULTS.md" if standing else str(out.parent / "RESULTS.md")
-    Path(report).write_text(compare_report.render(results))
+        standing = out.parent == default_out.parent
+        report = here / "RESULTS.md" if standing else out.parent / "RESULTS.md"
+    report.write_text(compare_report.render(results))
     print(f"wrote {out} and {report}")
 
 

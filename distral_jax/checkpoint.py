@@ -39,7 +39,7 @@ import orbax.checkpoint as ocp
 
 from distral_jax import acting, cli
 from distral_jax.acting import PolicyParams
-from distral_jax.configs import Hyperparams, TrainConfig
+from distral_jax.configs import Hyperparams, TrainConfig, reset_fields_a_preset_fixes
 from distral_jax.envs.base import TaskFamily
 from distral_jax.learners.base import Metrics
 from distral_jax.trainer import Trainer, TrainState, runs_hparams
@@ -287,6 +287,8 @@ class RunCheckpoints:
         if step is None:
             return None
         saved = self.read_run(step)
+        # A run saved with a preset and, say, a c_kl it ignored resumes as the run it was.
+        saved["config"] = reset_fields_a_preset_fixes(saved["config"])[0]
         differences = signature_differences(saved, signature)
         if differences:
             raise CheckpointError(

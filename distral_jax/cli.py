@@ -22,6 +22,7 @@ import os
 import sys
 import types
 import typing
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union
@@ -30,7 +31,7 @@ import jax
 import tyro
 
 from distral_jax import sharding
-from distral_jax.configs import TrainConfig
+from distral_jax.configs import TrainConfig, reset_fields_a_preset_fixes
 from distral_jax.envs import registry
 from distral_jax.envs.base import TaskFamily
 
@@ -618,6 +619,14 @@ def from_dict(tp: Any, data: Any, where: str) -> Any:
                 f"{where}: unknown key(s) {unknown} for {tp.__name__} (a config of another "
                 f"version?); known keys: {sorted(fields)}"
             )
+        if tp is TrainConfig:
+            data, reset = reset_fields_a_preset_fixes(data)
+            if reset:
+                warnings.warn(
+                    f"{where}: {reset} reset to their defaults: variant={data['variant']!r} "
+                    "fixes them, and a run of that variant trained as if they were",
+                    stacklevel=2,
+                )
         kwargs = {k: from_dict(hints[k], v, f"{where}: {k}") for k, v in data.items()}
         return tp(**kwargs)
     return _coerce(tp, data, where)

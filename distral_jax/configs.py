@@ -341,10 +341,12 @@ class TrainConfig:
         _require(self.c_kl + self.c_ent > 0, "c_kl + c_ent", "> 0", self.c_kl + self.c_ent)
         if self.variant != "custom":
             # A preset fixes these: a value given with it would be ignored without a word.
-            for name in _CUSTOM_FIELDS:
+            preset = VARIANTS[self.variant]
+            for name in PRESET_FIXED_FIELDS:
                 default = _FIELD_DEFAULTS[name]
+                own = getattr(preset, name, default)  # its architecture and distill
                 _require(
-                    getattr(self, name) == default,
+                    getattr(self, name) in (default, own),
                     name,
                     f"left at its default {default!r} with variant={self.variant!r}, whose preset "
                     "fixes it (only variant='custom' reads it)",
@@ -453,5 +455,28 @@ class TrainConfig:
 
 
 # What only ``variant="custom"`` reads (a preset fixes them), and TrainConfig's defaults.
-_CUSTOM_FIELDS = ("architecture", "c_kl", "c_ent", "distill")
+PRESET_FIXED_FIELDS = ("architecture", "c_kl", "c_ent", "distill")
 _FIELD_DEFAULTS = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+
+
+def preset_fixed_defaults() -> dict[str, object]:
+    """``PRESET_FIXED_FIELDS`` at their defaults: what ``config.replace(variant=preset,
+    **preset_fixed_defaults())`` needs when ``config`` may be a custom one."""
+    return {name: _FIELD_DEFAULTS[name] for name in PRESET_FIXED_FIELDS}
+
+
+def reset_fields_a_preset_fixes(data: dict) -> tuple[dict, list[str]]:
+    """A saved config (``TrainConfig``'s fields as plain data) with the fields its preset
+    ignores put back to their defaults, and the names of those that were not.
+
+    Configs written before presets refused those fields (a run launched with a preset and
+    ``--c-kl``) trained as if they were at their defaults: reset, they load, resume and
+    compare as the run they describe.
+    """
+    if data.get("variant", _FIELD_DEFAULTS["variant"]) == "custom":
+        return dict(data), []
+    changed = [n for n in PRESET_FIXED_FIELDS if n in data and data[n] != _FIELD_DEFAULTS[n]]
+    out = dict(data)
+    for name in changed:
+        out[name] = _FIELD_DEFAULTS[name]
+    return out, changed

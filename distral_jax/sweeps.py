@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from distral_jax import cli
-from distral_jax.configs import VARIANTS, TrainConfig
+from distral_jax.configs import VARIANTS, TrainConfig, preset_fixed_defaults
 from distral_jax.envs.base import TaskFamily
 from distral_jax.train import train
 
@@ -107,7 +107,9 @@ def train_variants(
       variant -> ``VariantResult``.
     """
     check_variants(variants)
-    return train_configs(env, {v: config.replace(variant=v) for v in variants}, seeds, **kwargs)
+    # A custom ``config``'s costs and architecture are the presets' to fix.
+    configs = {v: config.replace(variant=v, **preset_fixed_defaults()) for v in variants}
+    return train_configs(env, configs, seeds, **kwargs)
 
 
 def train_configs(

@@ -74,14 +74,20 @@ def test_one_call_per_step_receives_the_whole_batch_in_order():
 def test_an_outer_vmap_adds_a_leading_axis_and_broadcasts_what_it_does_not_map():
     log = []
     sim = Simulator(log)
-    runs = 2
+    runs = 5  # unlike N and E: the runs' axis must come first
     ids = jnp.arange(runs * N * E).reshape(runs, N, E)
-    action = jnp.ones((N, E), jnp.float32)  # shared by both runs: in_axes None
+    action = jnp.ones((N, E), jnp.float32)  # shared by every run: in_axes None
     out = jax.jit(jax.vmap(_rollout(_step(sim)), in_axes=(0, None)))(ids, action)
     assert log == [("step", (runs, N, E))] * T
     want = _numpy_rollout(np.ones((N, E), np.float32))  # out: [runs, T, N, E]
-    np.testing.assert_allclose(out[0], want)
-    np.testing.assert_allclose(out[1], want)  # the same, from environments of its own
+    for run in range(runs):  # the same, each run from environments of its own
+        np.testing.assert_allclose(out[run], want)
+    # Actions of each run its own: each run's results follow its own actions.
+    sim.position.clear()
+    actions = jnp.arange(runs, dtype=jnp.float32)[:, None, None] * jnp.ones((runs, N, E))
+    out = jax.jit(jax.vmap(_rollout(_step(sim))))(ids, actions)
+    for run in range(runs):
+        np.testing.assert_allclose(out[run], _numpy_rollout(np.asarray(actions[run])))
 
 
 def test_two_call_sites_keep_program_order_and_an_unused_result_is_not_dropped():

@@ -11,7 +11,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from distral_jax.configs import VARIANTS, Hyperparams, TrainConfig
+from distral_jax import cli
+from distral_jax.configs import VARIANTS, Hyperparams, TrainConfig, reset_fields_a_preset_fixes
 from distral_jax.envs.bandit import MultiTaskBandit, distral_fixed_point
 from distral_jax.envs.base import State, TaskFamily, batch_reset, batch_step, task_slice
 from distral_jax.envs.gridworld import GridWorld
@@ -387,6 +388,20 @@ def test_a_preset_refuses_the_fields_only_a_custom_variant_reads(field, value):
     with pytest.raises(ValueError, match=f"`{field}` must be left at its default .*'custom'"):
         TrainConfig(variant="distral_klent_2col", **{field: value})
     TrainConfig(variant="custom", c_kl=0.0025)  # read there
+
+
+def test_a_preset_accepts_its_own_architecture_and_distill():
+    TrainConfig(variant="a3c", architecture="1col", distill=False)
+
+
+def test_a_saved_config_of_a_preset_loads_with_the_fields_it_ignored_reset():
+    # Written before presets refused them: that run trained at the defaults.
+    saved = {"variant": "distral_klent_2col", "c_kl": 0.0025, "learning_rate": 1e-3}
+    with pytest.warns(UserWarning, match=r"\['c_kl'\] reset to their defaults"):
+        config = cli.from_dict(TrainConfig, saved, "checkpoint")
+    assert config == TrainConfig(variant="distral_klent_2col", learning_rate=1e-3)
+    custom = {"variant": "custom", "c_kl": 0.0025}
+    assert reset_fields_a_preset_fixes(custom) == (custom, [])
 
 
 def test_non_finite_loss_stops_training():

@@ -2,26 +2,31 @@
 
 A family whose simulator lives outside JAX (a C++ pool of environments, say) is still written
 like every family, for ONE environment of ONE task (``envs.base``), and the trainer still
-``vmap``s it over environments, tasks, runs and evaluation modes. Two things stand in the way
-of a plain ``jax.experimental.io_callback`` there:
+``vmap``s it over environments, tasks, runs and evaluation modes. A plain
+``jax.experimental.io_callback`` does not fit there: an *ordered* one cannot be ``vmap``-ed at
+all, and an unordered one is ``vmap``-ed into a sequential ``lax.map``, one host call per
+environment, where a pool wants the whole batch at once (it steps its environments in parallel
+threads); an unordered one may also run out of program order with other host calls.
 
-  * an *ordered* ``io_callback`` cannot be ``vmap``-ed at all, and an unordered one is
-    ``vmap``-ed into a sequential ``lax.map``: one host call per environment, where a pool wants
-    the whole batch at once (it steps its environments in parallel threads);
-  * an unordered callback may be reordered with other host calls, and one whose outputs are
-    unused may be dropped: a simulator whose state lives on the host must see every step,
-    once, in program order.
-
-``host_call`` gives both. Under ``jit``, ``lax.scan`` and any stack of ``vmap``s it is exactly
-one ordered ``io_callback`` per execution of its call site, which receives the whole batch: a
+``host_call`` gives both. Under ``jit``, ``lax.scan`` and stacked ``vmap``s it is exactly one
+ordered ``io_callback`` per execution of its call site, which receives the whole batch: a
 ``custom_vmap`` rule turns each ``vmap`` into one more leading axis of the arguments (outermost
-``vmap`` first) instead of a loop. Calls happen in program order, each once per execution of
-the compiled program (never at trace or compile time; a recompiled program calls again only
-when it runs), and are never dropped, even when their results are unused.
+``vmap`` first) instead of a loop. Calls happen in program order (a token threads them), each
+once per execution of the compiled program (never at trace or compile time; a recompiled
+program calls again only when it runs), also when their results are unused.
 
-What it cannot do: be differentiated (nothing flows back through a simulator), or run on more
-than one device (JAX orders host effects on one device only: a family built on it refuses a
-mesh before compiling).
+Limits, each JAX's:
+  * a ``vmap`` that maps none of the arguments adds no axis (JAX batches a call only through
+    its arguments): pass a leaf that every ``vmap`` maps, such as an environment's id, so that
+    the host sees one element per environment;
+  * inside a ``vmap``-ed ``lax.cond``/``lax.switch``/``lax.while_loop`` (or ``jax.checkpoint``
+    under ``grad``) JAX refuses the ordered effect: call it from straight-line code or ``scan``;
+  * it cannot be differentiated (nothing flows back through a simulator);
+  * on several devices JAX gathers the whole batch to one device for the call: a family built
+    on it must refuse a mesh itself, or accept that cost;
+  * leaves a ``vmap`` did not map are broadcast to the batch before they go to the host;
+  * the callback runs on XLA's thread while Python dispatches ahead: touch the simulator from
+    Python only after ``jax.block_until_ready`` of what the program returned.
 """
 
 from __future__ import annotations
@@ -42,11 +47,12 @@ def host_call(callback: Callable[[PyTree], PyTree], result_shape: PyTree, args: 
     """Calls ``callback`` on the host with ``args``, batched over every enclosing ``vmap``.
 
     Args:
-      callback: a host function ``args -> results`` on numpy arrays. Each leaf it receives
-        has the leading batch axes ``B`` (one per enclosing ``vmap``, outermost first; none
-        outside any ``vmap``) followed by the leaf's own shape; every leaf of ``args`` has all
-        of ``B``, broadcast where a ``vmap`` did not map it. It returns ``results`` with the
-        same leading axes ``B`` on every leaf, then ``result_shape``'s.
+      callback: a host function ``args -> results`` on numpy arrays (read-only). Each leaf it
+        receives has the leading batch axes ``B`` (one per enclosing ``vmap`` that maps some
+        leaf of ``args``, outermost first; none outside any ``vmap``) followed by the leaf's
+        own shape; every leaf has all of ``B``, broadcast where a ``vmap`` did not map it. It
+        returns ``results`` of ``result_shape``'s structure, each leaf with the axes ``B`` and
+        then its own shape (values are cast to its dtype).
       result_shape: the results of ONE call (no batch axes), a pytree of
         ``jax.ShapeDtypeStruct``.
       args: a pytree of at least one array (of ONE call, as the caller sees it).
