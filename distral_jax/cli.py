@@ -619,15 +619,15 @@ def from_dict(tp: Any, data: Any, where: str) -> Any:
                 f"{where}: unknown key(s) {unknown} for {tp.__name__} (a config of another "
                 f"version?); known keys: {sorted(fields)}"
             )
-        if tp is TrainConfig:
-            data, reset = reset_fields_a_preset_fixes(data)
+        kwargs = {k: from_dict(hints[k], v, f"{where}: {k}") for k, v in data.items()}
+        if tp is TrainConfig:  # after each value is checked: a bad one is still named
+            kwargs, reset = reset_fields_a_preset_fixes(kwargs)
             if reset:
                 warnings.warn(
-                    f"{where}: {reset} reset to their defaults: variant={data['variant']!r} "
+                    f"{where}: {reset} reset to their defaults: variant={kwargs['variant']!r} "
                     "fixes them, and a run of that variant trained as if they were",
                     stacklevel=2,
                 )
-        kwargs = {k: from_dict(hints[k], v, f"{where}: {k}") for k, v in data.items()}
         return tp(**kwargs)
     return _coerce(tp, data, where)
 
