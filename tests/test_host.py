@@ -141,3 +141,19 @@ def test_a_result_of_the_wrong_shape_names_the_callback():
 def test_a_call_without_arrays_is_refused():
     with pytest.raises(ValueError, match="`args` of host_call must hold at least one array"):
         host_call(lambda args: 0.0, jax.ShapeDtypeStruct((), jnp.float32), {})
+
+
+def test_a_result_of_another_structure_names_the_callback():
+    shape = jax.ShapeDtypeStruct((), jnp.float32)
+    as_list = lambda args: [args, args]  # a list where the result's structure is a tuple
+    with pytest.raises(Exception, match="returned PyTreeDef\\(\\[\\*, \\*\\]\\), expected"):
+        jax.block_until_ready(
+            jax.jit(lambda x: host_call(as_list, (shape, shape), x))(jnp.zeros(()))
+        )
+
+
+def test_it_cannot_be_differentiated():
+    shape = jax.ShapeDtypeStruct((), jnp.float32)
+    double = lambda x: host_call(lambda a: a * 2, shape, x)
+    with pytest.raises(ValueError, match="IO callbacks do not support JVP"):
+        jax.grad(double)(1.0)
