@@ -690,10 +690,10 @@ def main() -> None:
     out.write_text(json.dumps(result, indent=1))
     paths = sorted(set(out.parent.glob("compare_*.json")) | {out})
     results = [json.loads(p.read_text()) for p in paths]
-    report = Path(args.report) if args.report else None
-    if report is None:
-        standing = out.parent == default_out.parent
-        report = here / "RESULTS.md" if standing else out.parent / "RESULTS.md"
+    if args.report:
+        report = Path(args.report)
+    else:  # the standing table only from the standing folder
+        report = (here if out.parent == default_out.parent else out.parent) / "RESULTS.md"
     report.write_text(compare_report.render(results))
     print(f"wrote {out} and {report}")
 

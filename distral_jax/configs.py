@@ -339,19 +339,16 @@ class TrainConfig:
         _require(self.c_kl >= 0, "c_kl", ">= 0", self.c_kl)
         _require(self.c_ent >= 0, "c_ent", ">= 0", self.c_ent)
         _require(self.c_kl + self.c_ent > 0, "c_kl + c_ent", "> 0", self.c_kl + self.c_ent)
-        if self.variant != "custom":
-            # A preset fixes these: a value given with it would be ignored without a word.
-            preset = VARIANTS[self.variant]
-            for name in PRESET_FIXED_FIELDS:
-                default = _FIELD_DEFAULTS[name]
-                own = getattr(preset, name, default)  # its architecture and distill
-                _require(
-                    getattr(self, name) in (default, own),
-                    name,
-                    f"left at its default {default!r} with variant={self.variant!r}, whose preset "
-                    "fixes it (only variant='custom' reads it)",
-                    getattr(self, name),
-                )
+        # A preset fixes these: a value given with it would be ignored without a word.
+        ignored = fields_a_preset_ignores(vars(self))
+        for name in PRESET_FIXED_FIELDS:
+            _require(
+                name not in ignored,
+                name,
+                f"left at its default {_FIELD_DEFAULTS[name]!r} with variant={self.variant!r}, "
+                "whose preset fixes it (only variant='custom' reads it)",
+                getattr(self, name),
+            )
         if self.variant == "custom" and not self.distill:
             # A KL to a π_0 that is never distilled would pull every task towards its random
             # initialisation.
@@ -465,18 +462,29 @@ def preset_fixed_defaults() -> dict[str, object]:
     return {name: _FIELD_DEFAULTS[name] for name in PRESET_FIXED_FIELDS}
 
 
+def fields_a_preset_ignores(values: dict) -> list[str]:
+    """The ``PRESET_FIXED_FIELDS`` of ``values`` (``TrainConfig``'s fields by name, any subset)
+    that its preset ignores: set to neither their default nor the preset's own value (its
+    architecture and distill). None for ``variant="custom"``, which reads them all."""
+    variant = values.get("variant", _FIELD_DEFAULTS["variant"])
+    if variant == "custom":
+        return []
+    preset = VARIANTS[variant]
+    return [
+        name
+        for name in PRESET_FIXED_FIELDS
+        if name in values
+        and values[name] not in (_FIELD_DEFAULTS[name], getattr(preset, name, None))
+    ]
+
+
 def reset_fields_a_preset_fixes(data: dict) -> tuple[dict, list[str]]:
     """A saved config (``TrainConfig``'s fields as plain data) with the fields its preset
-    ignores put back to their defaults, and the names of those that were not.
+    ignores (``fields_a_preset_ignores``) put back to their defaults, and their names.
 
     Configs written before presets refused those fields (a run launched with a preset and
     ``--c-kl``) trained as if they were at their defaults: reset, they load, resume and
     compare as the run they describe.
     """
-    if data.get("variant", _FIELD_DEFAULTS["variant"]) == "custom":
-        return dict(data), []
-    changed = [n for n in PRESET_FIXED_FIELDS if n in data and data[n] != _FIELD_DEFAULTS[n]]
-    out = dict(data)
-    for name in changed:
-        out[name] = _FIELD_DEFAULTS[name]
-    return out, changed
+    changed = fields_a_preset_ignores(data)
+    return {**data, **{name: _FIELD_DEFAULTS[name] for name in changed}}, changed

@@ -402,6 +402,8 @@ def test_a_saved_config_of_a_preset_loads_with_the_fields_it_ignored_reset():
     assert config == TrainConfig(variant="distral_klent_2col", learning_rate=1e-3)
     custom = {"variant": "custom", "c_kl": 0.0025}
     assert reset_fields_a_preset_fixes(custom) == (custom, [])
+    own = {"variant": "a3c", "distill": False}  # the preset's own value: kept, as accepted
+    assert reset_fields_a_preset_fixes(own) == (own, [])
 
 
 def test_non_finite_loss_stops_training():

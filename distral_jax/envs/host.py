@@ -94,13 +94,15 @@ def _checked(callback, treedef, shapes):
     """``callback`` on numpy leaves, its results cast to ``shapes``' dtypes and their shapes
     checked (a mismatch names the callback instead of failing inside XLA's runtime)."""
 
+    specs, structure = jax.tree_util.tree_flatten(shapes)  # once, not at every call
+
     def host(*leaves):
         results = callback(jax.tree_util.tree_unflatten(treedef, [np.asarray(x) for x in leaves]))
-        want, got = jax.tree_util.tree_flatten(shapes), jax.tree_util.tree_flatten(results)
-        if want[1] != got[1]:
-            raise ValueError(f"host callback {callback!r} returned {got[1]}, expected {want[1]}")
+        values, got = jax.tree_util.tree_flatten(results)
+        if got != structure:
+            raise ValueError(f"host callback {callback!r} returned {got}, expected {structure}")
         out = []
-        for spec, value in zip(want[0], got[0], strict=True):
+        for spec, value in zip(specs, values, strict=True):
             value = np.asarray(value, dtype=spec.dtype)
             if value.shape != tuple(spec.shape):
                 raise ValueError(
@@ -108,6 +110,6 @@ def _checked(callback, treedef, shapes):
                     f"{tuple(spec.shape)} (the batch axes, then the result's own)"
                 )
             out.append(value)
-        return jax.tree_util.tree_unflatten(want[1], out)
+        return jax.tree_util.tree_unflatten(structure, out)
 
     return host
