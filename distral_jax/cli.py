@@ -236,6 +236,87 @@ class GymnaxOptions(_ArgumentOptions):
     """draw the parameters at random with this seed (default: evenly spread)"""
 
 
+@dataclasses.dataclass(frozen=True)
+class _HostOptions(_ArgumentOptions):
+    """Options every EnvPool family shares."""
+
+    simulator_seed: int | None = None
+    """the simulators' seeds (this + task index); default: drawn from the run's PRNG keys"""
+    num_threads: int | None = None
+    """EnvPool threads per task (default: its environments, at most the CPU count)"""
+
+
+@dataclasses.dataclass(frozen=True)
+class _MetaWorldOptions(_HostOptions):
+    task_id_in_obs: bool = True
+    """append the task's one-hot index to the observation (the MT protocol)"""
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaWorldOptions(_MetaWorldOptions):
+    """Meta-World v3 tasks of your choice (EnvPool's C++ port): 500-step episodes, success."""
+
+    name: ClassVar[str] = "metaworld"
+    tasks: tuple[str, ...] = ("reach-v3",)
+    """v3 task names (reach-v3, push-v3, pick-place-v3, ...)"""
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaWorldMT10Options(_MetaWorldOptions):
+    """Meta-World MT10 (EnvPool's C++ port): ten manipulation tasks, 500-step episodes."""
+
+    name: ClassVar[str] = "metaworld_mt10"
+
+
+@dataclasses.dataclass(frozen=True)
+class MetaWorldMT50Options(_MetaWorldOptions):
+    """Meta-World MT50 (EnvPool's C++ port): all fifty v3 tasks, 500-step episodes."""
+
+    name: ClassVar[str] = "metaworld_mt50"
+
+
+@dataclasses.dataclass(frozen=True)
+class _DMCOptions(_HostOptions):
+    task_id_in_obs: bool = False
+    """append the task's one-hot index to the observation"""
+
+
+@dataclasses.dataclass(frozen=True)
+class DMCWalkerOptions(_DMCOptions):
+    """DeepMind Control walker: stand, walk, run (EnvPool's C++ port, 1000-step episodes)."""
+
+    name: ClassVar[str] = "dmc_walker"
+    tasks: tuple[str, ...] | None = None
+    """a subset of stand, walk, run (default: all)"""
+
+
+@dataclasses.dataclass(frozen=True)
+class DMCCheetahOptions(_DMCOptions):
+    """DeepMind Control cheetah running at target speeds (EnvPool's C++ port)."""
+
+    name: ClassVar[str] = "dmc_cheetah"
+    speeds: tuple[float, ...] = (2.5, 5.0, 7.5, 10.0)
+    """target speeds in (0, 10] m/s"""
+
+
+@dataclasses.dataclass(frozen=True)
+class DMCFingerOptions(_DMCOptions):
+    """DeepMind Control finger: spin, turn_easy, turn_hard (EnvPool's C++ port)."""
+
+    name: ClassVar[str] = "dmc_finger"
+    tasks: tuple[str, ...] | None = None
+    """a subset of spin, turn_easy, turn_hard (default: all)"""
+
+
+@dataclasses.dataclass(frozen=True)
+class DMCCartpoleOptions(_DMCOptions):
+    """DeepMind Control cart-pole: balance and swing-up, dense and sparse (EnvPool's C++)."""
+
+    name: ClassVar[str] = "dmc_cartpole"
+    tasks: tuple[str, ...] | None = None
+    """a subset of balance, balance_sparse, swingup, swingup_sparse (default: all)"""
+
+
 FAMILY_OPTIONS: dict[str, type] = {
     cls.name: cls
     for cls in (
@@ -251,6 +332,13 @@ FAMILY_OPTIONS: dict[str, type] = {
         HalfcheetahMassOptions,
         XLandMiniGridOptions,
         GymnaxOptions,
+        MetaWorldOptions,
+        MetaWorldMT10Options,
+        MetaWorldMT50Options,
+        DMCWalkerOptions,
+        DMCCheetahOptions,
+        DMCFingerOptions,
+        DMCCartpoleOptions,
     )
 }
 assert set(FAMILY_OPTIONS) == set(registry.FAMILIES), "every registered family has options"

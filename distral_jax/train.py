@@ -125,7 +125,9 @@ def train(
         end (``config.keep_checkpoints`` kept). If it holds a checkpoint of this run (same
         config, family, runs and hyperparameters; ``total_env_steps`` may grow), training
         resumes from the latest one and ends bit for bit as the uninterrupted run would (on
-        the same devices); a checkpoint of another run is an error naming what differs.
+        the same devices); a checkpoint of another run is an error naming what differs. A
+        host-simulated family (``TaskFamily.host_simulated``) resumes parameters, optimiser,
+        learner state (replay) exactly but restarts its episodes: its simulators are not saved.
       mesh: a ``jax.sharding.Mesh`` with axes ``"runs"`` and/or ``"tasks"`` that split the
         vmapped runs and the tasks (with their environments) over its devices; θ_0 is
         replicated. ``None``: one device.
@@ -186,7 +188,13 @@ def train(
         loop = _HostLoop(trainer, compiled, num_runs, progress_fn, show_progress, run_keys)
         if resume_step is not None:
             state, host = checkpoints.restore(resume_step, compiled.state)
-            jax.tree_util.tree_map(lambda a: a.delete(), compiled.state)  # one copy in memory
+            if env.host_simulated:
+                # Simulators outside JAX cannot be restored: the run goes on from the episodes
+                # that ``compile``'s reset just started (parameters, optimiser and replay exact).
+                fresh = compiled.state
+                state = state.replace(env_state=fresh.env_state, core_state=fresh.core_state)
+            else:
+                jax.tree_util.tree_map(lambda a: a.delete(), compiled.state)  # one copy only
             loop.resume(state, host)
         state = loop.run(checkpoints, signature)
     finally:
@@ -243,6 +251,11 @@ def check_arguments(
     _check_initial_obs_stats(config, initial_obs_stats)
     trainer = Trainer(env, config)
     sharding.check_mesh(mesh, num_runs, trainer.num_tasks)
+    if mesh is not None and env.host_simulated:
+        raise ValueError(
+            "`mesh`: a host-simulated family's simulators step on this host, so every device "
+            "would send its whole batch here each step; train it on one device (mesh=None)"
+        )
     if jax.process_count() > 1 and (mesh is None or mesh.devices.size != len(jax.devices())):
         raise ValueError(
             f"`mesh`: a job of {jax.process_count()} processes needs a mesh over all its "

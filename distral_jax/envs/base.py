@@ -116,6 +116,15 @@ class TaskFamily(abc.ABC):
         return True
 
     @property
+    def host_simulated(self) -> bool:
+        """True for a family whose simulator lives outside JAX (``envs.envpool_tasks``): it
+        restarts its own episodes, at termination and at its ``episode_length`` (the only time
+        limit it accepts), so ``AutoReset`` never calls its ``reset`` inside a step; its state
+        cannot be restored from a checkpoint (a resumed run restarts its episodes) nor split
+        over a device mesh. False (the default) for families written in JAX."""
+        return False
+
+    @property
     def task_ids(self) -> np.ndarray:
         """``[N]`` each task's index in the family its tasks were drawn from: ``arange(N)``, or
         the original indices for a subset (``wrappers.TaskSubset``)."""

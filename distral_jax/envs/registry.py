@@ -24,6 +24,14 @@ FAMILIES: dict[str, str] = {
     "halfcheetah_mass": "distral_jax.envs.brax_tasks:halfcheetah_mass",
     "xland_minigrid": "distral_jax.envs.xminigrid_tasks:XLandMiniGridFamily",
     "gymnax": "distral_jax.envs.gymnax_tasks:GymnaxFamily",
+    # Simulated in C++ by EnvPool, stepped from the compiled loop by a host call.
+    "metaworld": "distral_jax.envs.metaworld_tasks:metaworld",
+    "metaworld_mt10": "distral_jax.envs.metaworld_tasks:metaworld_mt10",
+    "metaworld_mt50": "distral_jax.envs.metaworld_tasks:metaworld_mt50",
+    "dmc_walker": "distral_jax.envs.dmc_tasks:dmc_walker",
+    "dmc_cheetah": "distral_jax.envs.dmc_tasks:dmc_cheetah",
+    "dmc_finger": "distral_jax.envs.dmc_tasks:dmc_finger",
+    "dmc_cartpole": "distral_jax.envs.dmc_tasks:dmc_cartpole",
 }
 
 BRAX_FAMILIES = tuple(name for name, path in FAMILIES.items() if ".brax_tasks:" in path)

@@ -59,6 +59,10 @@ class Wrapper(TaskFamily):
         return self.env.fresh_starts
 
     @property
+    def host_simulated(self) -> bool:
+        return self.env.host_simulated
+
+    @property
     def task_ids(self) -> np.ndarray:
         return self.env.task_ids
 
@@ -99,6 +103,15 @@ class EpisodeLimit(Wrapper):
             raise ValueError(f"episode_length must be a positive integer, got {episode_length!r}")
         super().__init__(env)
         self.episode_length = int(episode_length)
+        own = getattr(env, "episode_length", None)
+        if env.host_simulated and own is not None and int(own) != self.episode_length:
+            # The simulator restarts its episodes at its own limit; another one would cut
+            # episodes the simulator goes on with (or miss the restarts it makes).
+            raise ValueError(
+                f"`episode_length`={self.episode_length} must be the host-simulated family's own "
+                f"time limit ({int(own)}): build the family with episode_length="
+                f"{self.episode_length} to change it"
+            )
 
     def reset(self, rng: jax.Array, task: PyTree) -> State:
         state = self.env.reset(rng, task)
@@ -156,7 +169,9 @@ class AutoReset(Wrapper):
         rng, reset_rng = jax.random.split(rng)
         state = self.env.reset(rng, task)
         info = dict(state.info)
-        if self._fresh_starts:
+        if self.env.host_simulated:
+            pass  # it restarts its own episodes (``step``)
+        elif self._fresh_starts:
             info["reset_rng"] = reset_rng
         else:
             info["first_state"] = {
@@ -173,6 +188,14 @@ class AutoReset(Wrapper):
         # The inner env sees a live episode: some (Brax's halfcheetah) copy ``done`` through.
         stepped = self.env.step(state.replace(done=jnp.zeros_like(state.done)), action, task)
         info = dict(stepped.info)
+        if self.env.host_simulated:
+            # The simulator restarted the ended episodes itself: ``obs`` is already the next
+            # episode's first and ``info["final_obs"]`` the ended one's last; only the time
+            # limit's counter restarts here.
+            if "steps" in info:
+                info["steps"] = jnp.where(stepped.done > 0, 0.0, info["steps"])
+            info["episode_return"] = running + stepped.reward
+            return stepped.replace(info=info)
         if self._fresh_starts:
             reset_rng, info["reset_rng"] = jax.random.split(state.info["reset_rng"])
             fresh = self.env.reset(reset_rng, task)
