@@ -34,14 +34,20 @@ from distral_jax import analysis, checkpoint, cli
 from distral_jax.train import check_arguments, train
 from distral_jax.writers import JsonlWriter, TensorBoardWriter, WandbWriter, progress_writer
 
-# Shown after each evaluation (when not --quiet).
+# Shown after each evaluation (when not --quiet); the success rates where the family has one.
 PRINTED = ("eval/episode_return_mean", "eval/pi0_episode_return_mean", "training/sps")
+PRINTED_IF_DEFINED = ("eval/success_mean",)
 
 
 def print_progress(step: int, metrics: dict) -> None:
     from tqdm.auto import tqdm  # noqa: PLC0415 (tqdm.write keeps the bar below the lines)
 
-    cells = [f"{name.split('/')[-1]} {np.mean(metrics[name]):.4g}" for name in PRINTED]
+    names = list(PRINTED) + [
+        name
+        for name in PRINTED_IF_DEFINED
+        if name in metrics and np.all(np.isfinite(metrics[name]))
+    ]
+    cells = [f"{name.split('/')[-1]} {np.mean(metrics[name]):.4g}" for name in names]
     tqdm.write(f"step {step:>10,d} | " + " | ".join(cells))
 
 

@@ -345,7 +345,8 @@ class _Stream:
             )
         size = family._sim_obs_size
         count = generation.size
-        actions = np.asarray(args["action"], np.float32).reshape(count, -1)
+        # float64: the map onto [-1, 1] bounds is then exactly the identity.
+        actions = np.asarray(args["action"], np.float64).reshape(count, -1)
         out = {
             "obs": np.zeros((count, size), np.float32),
             "final_obs": np.zeros((count, size), np.float32),

@@ -142,10 +142,17 @@ def record(name: str, actions: np.ndarray) -> dict[str, np.ndarray]:
     rand_vec = rand_map.invert(ep_obs[0])
     env = official_env(name, with_rand_vec(mt1.train_tasks[0], rand_vec))
     obs0, _ = env.reset()
-    reset_diff = float(np.max(np.abs(obs0 - ep_obs[0])))
+    reset_gap = np.abs(obs0 - ep_obs[0])
+    synced = [j for j in rand_map.obs_index if j is not None]
     print(f"{name}: rand_vec {np.array2string(rand_vec, precision=5)}")
-    print(f"{name}: first-observation max |official - envpool| = {reset_diff:.3g}")
-    assert reset_diff < 1e-9, f"{name}: the official reset does not reproduce EnvPool's"
+    print(
+        f"{name}: first observation max |official - envpool| = {reset_gap.max():.3g}; "
+        f"entries set by the random vector {reset_gap[synced].max():.3g}; "
+        f"entries off by more than 1e-12: {np.flatnonzero(reset_gap > 1e-12).tolist()}"
+    )
+    # Only the entries the random vector sets can be forced to agree; the rest are simulated
+    # while the hand settles, and EnvPool steps them with its own MuJoCo build.
+    assert reset_gap[synced].max() < 1e-12, f"{name}: the random vector was not recovered"
 
     obs, reward, success, terminated, truncated = [obs0], [], [], [], []
     ep_reward, ep_success = [], []

@@ -1,0 +1,291 @@
+"""EnvPool families (``envs.envpool_tasks``, Meta-World, DMC): the family contract, the host
+calls against EnvPool stepped by hand (order, restarts, flags, streams), the refusals, and a
+tiny MT10 run trained, evaluated and resumed end to end."""
+
+from __future__ import annotations
+
+import envpool
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from distral_jax.envs import dmc_tasks, metaworld_tasks
+from distral_jax.envs.base import batch_reset, batch_step
+from distral_jax.envs.checks import check_family
+from distral_jax.envs.registry import make_family
+from distral_jax.envs.wrappers import EpisodeLimit, wrap_for_training
+
+E = 2  # environments per task
+
+
+def _bare_pool(env_id: str, num_envs: int, seed: int, episode_length: int, **kwargs):
+    return envpool.make(
+        env_id,
+        env_type="gymnasium",
+        num_envs=num_envs,
+        seed=seed,
+        max_episode_steps=episode_length,
+        **kwargs,
+    )
+
+
+def _rollout_program(env, tasks, steps_per_iteration: int = 1):
+    """``init(key)`` and ``run(state, actions [T, N, E, A])`` of the wrapped family, jitted;
+    ``run`` makes ``steps_per_iteration`` host calls per scan iteration."""
+    n = env.num_tasks
+
+    @jax.jit
+    def init(key):
+        return batch_reset(env, jax.random.split(key, (n, E)), tasks)
+
+    @jax.jit
+    def run(state, actions):
+        def body(s, a):
+            outs = []
+            for k in range(steps_per_iteration):
+                s = batch_step(env, s, a[k], tasks)
+                outs.append((s.obs, s.info["final_obs"], s.reward, s.done, s.info["truncation"]))
+            return s, jax.tree_util.tree_map(lambda *x: jnp.stack(x), *outs)
+
+        shaped = actions.reshape((-1, steps_per_iteration) + actions.shape[1:])
+        state, out = jax.lax.scan(body, state, shaped)
+        return state, jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[2:]), out)
+
+    return init, run
+
+
+def _flat(obs) -> np.ndarray:
+    """EnvPool's observations as ``[envs, O]`` float32 (a DMC dict in its own key order)."""
+    parts = obs.values() if isinstance(obs, dict) else [obs]
+    return np.concatenate([np.asarray(p, np.float32).reshape(len(p), -1) for p in parts], 1)
+
+
+def _bare_rollout(pool, actions: np.ndarray):
+    """EnvPool by hand, restarting ended episodes at once: obs, final obs, reward, truncated."""
+    obs, _ = pool.reset()
+    out = {"obs": [], "final_obs": [], "reward": [], "truncated": []}
+    for a in actions:
+        nxt, reward, terminated, truncated, _ = pool.step(a, np.arange(len(a)))
+        nxt = _flat(nxt)
+        final = nxt.copy()
+        ended = np.flatnonzero(np.logical_or(terminated, truncated))
+        if ended.size:
+            fresh, info = pool.reset(ended)
+            nxt[np.asarray(info["env_id"])] = _flat(fresh)
+        for name, value in (("obs", nxt), ("final_obs", final), ("reward", reward)):
+            out[name].append(np.asarray(value, np.float32))
+        out["truncated"].append(truncated)
+    return _flat(obs), {k: np.stack(v) for k, v in out.items()}
+
+
+@pytest.mark.parametrize(
+    "name, num_tasks, obs_size, action_size, episode_length",
+    [
+        ("metaworld_mt10", 10, 49, 4, 500),
+        ("dmc_walker", 3, 24, 6, 1000),
+        ("dmc_cheetah", 4, 17, 6, 1000),
+        ("dmc_finger", 3, 12, 2, 1000),
+        ("dmc_cartpole", 4, 5, 1, 1000),
+    ],
+)
+def test_registered_families_keep_the_contract(
+    name, num_tasks, obs_size, action_size, episode_length
+):
+    family = make_family(name)
+    check_family(family)
+    assert (family.num_tasks, family.observation_size, family.action_size) == (
+        num_tasks,
+        obs_size,
+        action_size,
+    )
+    assert family.episode_length == episode_length and family.host_simulated
+    assert not family.discrete
+
+
+def test_mt50_is_every_v3_task_and_bad_names_are_named():
+    assert make_family("metaworld_mt50").num_tasks == 50
+    assert metaworld_tasks.MT10 == make_family("metaworld_mt10").task_names
+    with pytest.raises(ValueError, match="`tasks`.*reach-v9"):
+        metaworld_tasks.metaworld(["reach-v9"])
+    with pytest.raises(ValueError, match="`tasks`.*jump"):
+        dmc_tasks.dmc_walker(["jump"])
+    with pytest.raises(ValueError, match="`speeds`"):
+        dmc_tasks.dmc_cheetah([12.0])
+
+
+def test_a_full_meta_world_episode_matches_envpool_by_hand_and_is_truncated_at_500():
+    """Two episodes and a bit of reach-v3 through the jitted family equal EnvPool stepped by
+    hand with the same seed and actions: the same observations (the next episode's first after
+    the end, the last one in final_obs), rewards, and the only flags a truncation at 500."""
+    family = metaworld_tasks.metaworld(["reach-v3"], simulator_seed=3, task_id_in_obs=False)
+    env = wrap_for_training(family, family.episode_length)
+    init, run = _rollout_program(env, family.tasks())
+    T = 2 * 500 + 10
+    actions = np.random.default_rng(0).uniform(-1, 1, (T, 1, E, 4)).astype(np.float32)
+    state = init(jax.random.PRNGKey(0))
+    _, (obs, final_obs, reward, done, truncation) = run(state, jnp.asarray(actions))
+
+    pool = _bare_pool("MetaWorld/Reach-v3", E, 3, 500, partially_observable=False)
+    first, want = _bare_rollout(pool, actions[:, 0])
+    np.testing.assert_array_equal(state.obs[0], first)
+    np.testing.assert_array_equal(obs[:, 0], want["obs"])
+    np.testing.assert_array_equal(final_obs[:, 0], want["final_obs"])
+    np.testing.assert_allclose(reward[:, 0], want["reward"], rtol=1e-6)
+    ends = np.zeros((T, E), bool)
+    ends[[499, 999]] = True
+    np.testing.assert_array_equal(done[:, 0] > 0, ends)
+    np.testing.assert_array_equal(truncation[:, 0] > 0, ends)
+    np.testing.assert_array_equal(want["truncated"], ends)
+    assert not np.array_equal(obs[499, 0], final_obs[499, 0])  # restarted at once
+
+
+def test_two_host_calls_per_iteration_keep_order_under_scan_and_recompilation():
+    """Two steps per scan iteration, then the same program recompiled for another length, step
+    the simulators in program order, each exactly once: what EnvPool gives stepped by hand."""
+    family = dmc_tasks.dmc_cheetah([5.0, 10.0], simulator_seed=11)
+    env = wrap_for_training(family, family.episode_length)
+    init, run = _rollout_program(env, family.tasks(), steps_per_iteration=2)
+    actions = np.random.default_rng(1).uniform(-1, 1, (40, 2, E, 6)).astype(np.float32)
+    state = init(jax.random.PRNGKey(0))
+    state, (obs_a, *_, reward_a, _, _) = run(state, jnp.asarray(actions[:16]))
+    _, (obs_b, *_, reward_b, _, _) = run(state, jnp.asarray(actions[16:]))  # recompiles
+    obs, reward = np.concatenate([obs_a, obs_b]), np.concatenate([reward_a, reward_b])
+    for t, speed in enumerate((5.0, 10.0)):
+        pool = _bare_pool("CheetahRun-v1", E, 11 + t, 1000)
+        _, want = _bare_rollout(pool, actions[:, t])
+        np.testing.assert_array_equal(obs[:, t], want["obs"])
+        # The target speed rescales the suite's own run reward: min(1, r · 10 / s).
+        np.testing.assert_allclose(
+            reward[:, t], np.minimum(1.0, want["reward"] * 10.0 / speed), rtol=1e-6
+        )
+
+
+def test_evaluation_streams_leave_the_training_simulators_alone():
+    """A second compiled reset (as evaluation's) has simulators of its own: running it between
+    two training calls changes nothing in training's trajectory."""
+    family = metaworld_tasks.metaworld(["push-v3"], simulator_seed=5)
+    env = wrap_for_training(family, family.episode_length)
+    actions = jnp.asarray(np.random.default_rng(2).uniform(-1, 1, (20, 1, E, 4)), jnp.float32)
+
+    def trajectory(interleave: bool):
+        init, run = _rollout_program(env, family.tasks())
+        state, first = run(init(jax.random.PRNGKey(0)), actions[:10])
+        if interleave:
+            other_init, other_run = _rollout_program(env, family.tasks())
+            other_run(other_init(jax.random.PRNGKey(1)), actions[:10])[0].obs.block_until_ready()
+        _, second = run(state, actions[10:])
+        return np.concatenate([first[0], second[0]])
+
+    np.testing.assert_array_equal(trajectory(False), trajectory(True))
+
+
+def test_a_state_from_an_earlier_run_of_its_reset_is_refused():
+    family = dmc_tasks.dmc_cartpole(["balance"], simulator_seed=0)
+    env = wrap_for_training(family, family.episode_length)
+    init, run = _rollout_program(env, family.tasks())
+    stale = init(jax.random.PRNGKey(0))
+    init(jax.random.PRNGKey(0)).obs.block_until_ready()  # restarts the stream's episodes
+    with pytest.raises(Exception, match="not the latest of their reset"):
+        run(stale, jnp.zeros((1, 1, E, 1))).obs.block_until_ready()
+
+
+def test_another_time_limit_and_a_mesh_are_refused_by_name():
+    from distral_jax.configs import TrainConfig  # noqa: PLC0415
+    from distral_jax.train import check_arguments  # noqa: PLC0415
+
+    family = metaworld_tasks.metaworld(["reach-v3"])
+    with pytest.raises(ValueError, match="`episode_length`=100.*own time limit \\(500\\)"):
+        EpisodeLimit(family, 100)
+    config = TrainConfig(episode_length=500, num_envs=2)
+    mesh = jax.make_mesh((1,), ("tasks",))
+    with pytest.raises(ValueError, match="`mesh`: a host-simulated family"):
+        check_arguments(family, config, mesh=mesh)
+
+
+# --- a tiny MT10 run: trained, evaluated, checkpointed, resumed --------------------------------
+
+MT10_CONFIG = dict(
+    learner="sac",
+    variant="distral_klent_2col",
+    num_envs=2,
+    unroll_length=10,
+    iterations_per_call=5,
+    episode_length=500,
+    eval_envs=1,
+    hidden_sizes=(16,),
+    total_env_steps=2000,  # 10 iterations of 10 tasks x 2 envs x 10 steps
+    eval_every=1000,
+    checkpoint_every=1000,
+    sac_warmup_steps=40,
+    sac_batch_size=16,
+    sac_grad_updates=1,
+    replay_capacity=200,
+)
+
+
+@pytest.fixture(scope="module")
+def mt10_run(tmp_path_factory):
+    """One checkpointed tiny MT10 run: (its checkpoint folder, policy params, metrics)."""
+    from distral_jax import presets  # noqa: PLC0415
+    from distral_jax.train import train  # noqa: PLC0415
+
+    directory = tmp_path_factory.mktemp("mt10") / "ckpt"
+    family = metaworld_tasks.metaworld_mt10(simulator_seed=0)
+    config = presets.tiny(**MT10_CONFIG)
+    _, params, metrics = train(family, config, checkpoint_dir=directory, show_progress=False)
+    return directory, config, params, metrics
+
+
+@pytest.mark.slow
+def test_a_tiny_mt10_run_trains_and_evaluates_each_task(mt10_run):
+    directory, _, _, metrics = mt10_run
+    for name in ("eval/episode_return", "eval/success", "eval/pi0_success"):
+        assert np.shape(metrics[name]) == (10,), name
+        assert np.all(np.isfinite(metrics[name])), name
+    assert np.all((metrics["eval/success"] >= 0) & (metrics["eval/success"] <= 1))
+    assert np.isfinite(metrics["eval/success_mean"])
+    assert sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit()) == [1000, 2000]
+
+
+@pytest.mark.slow
+def test_a_resumed_mt10_run_keeps_its_learner_exactly_and_restarts_its_episodes(
+    mt10_run, tmp_path, monkeypatch
+):
+    """Resumed with a longer budget: parameters, optimiser state, replay (the learner state),
+    statistics, key and iteration are the checkpoint's bit for bit; the environments are new
+    episodes (step counters at 0, observations of fresh starts); the run then trains on."""
+    import shutil  # noqa: PLC0415
+
+    from distral_jax import train as train_module  # noqa: PLC0415
+    from distral_jax.checkpoint import RunCheckpoints  # noqa: PLC0415
+
+    directory, config, _, _ = mt10_run
+    copy = tmp_path / "copy"
+    shutil.copytree(directory, copy)
+    resumed = {}
+    original = train_module._HostLoop.resume
+
+    def spy(self, state, host):
+        resumed["state"] = jax.tree_util.tree_map(np.asarray, state)
+        original(self, state, host)
+
+    monkeypatch.setattr(train_module._HostLoop, "resume", spy)
+    family = metaworld_tasks.metaworld_mt10(simulator_seed=0)
+    _, _, metrics = train_module.train(
+        family, config.replace(total_env_steps=3000), checkpoint_dir=copy, show_progress=False
+    )
+    assert np.all(np.isfinite(metrics["eval/episode_return"]))
+
+    state = resumed["state"]
+    saved, _ = RunCheckpoints(directory).restore(2000, jax.tree_util.tree_map(jnp.asarray, state))
+    for field in ("params", "opt_state", "learner_state", "obs_stats", "key", "iteration"):
+        for a, b in zip(
+            jax.tree_util.tree_leaves(getattr(state, field)),
+            jax.tree_util.tree_leaves(getattr(saved, field)),
+            strict=True,
+        ):
+            np.testing.assert_array_equal(a, np.asarray(b), err_msg=field)
+    assert np.asarray(saved.env_state.info["steps"]).max() > 0  # mid-episode when saved
+    np.testing.assert_array_equal(state.env_state.info["steps"], 0)  # restarted
+    assert not np.array_equal(state.env_state.obs, np.asarray(saved.env_state.obs))
