@@ -35,6 +35,11 @@ CURVE_KEYS = {
     "greedy": "eval/episode_return_greedy",
     "pi0_sampled": "eval/pi0_episode_return",
     "pi0_greedy": "eval/pi0_episode_return_greedy",
+    # Success rates (NaN for families that define no success).
+    "success_sampled": "eval/success",
+    "success_greedy": "eval/success_greedy",
+    "pi0_success_sampled": "eval/pi0_success",
+    "pi0_success_greedy": "eval/pi0_success_greedy",
 }
 
 
@@ -44,7 +49,8 @@ class VariantResult:
 
     Attributes:
       steps: ``[E]`` env steps (all tasks) at each evaluation.
-      curves: name in ``CURVE_KEYS`` -> ``[seeds, E, N]`` returns.
+      curves: name in ``CURVE_KEYS`` -> ``[seeds, E, N]`` returns (success rates for the
+        ``success_*`` curves).
       sps: training env steps per second of the group's program, all its runs together.
       compile_time_s: compilation time of the group's program.
       wall_s: wall time of the group's training, compilation and evaluations included.
@@ -205,7 +211,7 @@ def _train_group(
             for curve, key in CURVE_KEYS.items()
         }
         if not configs[k].uses_prior:  # π_0 is not part of this variant: no curve of its own
-            for curve in ("pi0_sampled", "pi0_greedy"):
+            for curve in ("pi0_sampled", "pi0_greedy", "pi0_success_sampled", "pi0_success_greedy"):
                 curves[curve] = np.full_like(curves[curve], np.nan)
         results[name] = VariantResult(
             steps=steps,

@@ -250,6 +250,29 @@ def minigrid_section(data: dict) -> str:
     return f"Tasks: {tasks}. Returns per task, median over seeds:\n\n{table(head, rows)}"
 
 
+def metaworld_section(data: dict) -> str:
+    """Success rate per task and its mean at the end, steps to the success bar, references."""
+    bar = data["success_bar"]
+    head = ["variant", "mean success (sampled)", "greedy", "success per task (sampled)",
+            f"tasks at {bar}", f"steps to {bar} per task (median)", "steps/s"]  # fmt: skip
+    rows = [
+        [v, num(r["final_success_mean_sampled"]), num(r["final_success_mean_greedy"]),
+         nums(r["final_success_sampled"]), f"{r['tasks_at_bar_sampled']}/{len(data['tasks'])}",
+         ", ".join(_median(t) for t in r["steps_to_bar_per_task_sampled"]),
+         f"{r['training_sps_of_its_program']:,.0f}"]
+        for v, r in data["variants"].items()
+    ]  # fmt: skip
+    refs = "; ".join(
+        f"{r['method']} {r['mean_success']} at {r['env_steps']} ({r['source']})"
+        for r in data.get("references", [])
+    )
+    return (
+        f"Tasks: {', '.join(data['tasks'])}. Protocol: {data.get('protocol', 'not recorded')}. "
+        f"Success rates at the end, median over seeds:\n\n{table(head, rows)}\n\n"
+        f"Published MT10 mean success rates (other code bases, quoted, not reproduced): {refs}."
+    )
+
+
 # ----------------------------------------------------------------------------- the registry
 
 BACKUP = re.compile(r"-\d{8}-\d{6}(-\d+)?$")  # folders that analysis.fresh_output_dir moved aside
@@ -408,6 +431,8 @@ SECTIONS: list[Section] = [
             brax_section),
     Section("minigrid_multitask", "XLand-MiniGrid", "python experiments/minigrid_multitask.py",
             minigrid_section),
+    Section("metaworld_mt", "Meta-World", "python experiments/metaworld_mt.py --small",
+            metaworld_section),
     Section("robustness", "Robustness to hyperparameters", "python experiments/robustness.py",
             robustness_section, robustness_budget),
     Section("transfer", "Transfer of π0 to new tasks", "python experiments/transfer.py",
