@@ -236,12 +236,20 @@ def mt10_run(tmp_path_factory):
     family = metaworld_tasks.metaworld_mt10(simulator_seed=0)
     config = presets.tiny(**MT10_CONFIG)
     _, params, metrics = train(family, config, checkpoint_dir=directory, show_progress=False)
-    return directory, config, params, metrics
+    pools = sorted(
+        [int(p.size) for p in stream.positions]
+        for stream in family._streams.values()
+        if stream.pools
+    )
+    return directory, config, params, metrics, pools
 
 
 @pytest.mark.slow
 def test_a_tiny_mt10_run_trains_and_evaluates_each_task(mt10_run):
-    directory, _, _, metrics = mt10_run
+    directory, config, _, metrics, pools = mt10_run
+    # Two sets of simulators: evaluation's (its modes one after another on eval_envs per
+    # task) and training's (num_envs per task).
+    assert pools == [[config.eval_envs] * 10, [config.num_envs] * 10]
     for name in ("eval/episode_return", "eval/success", "eval/pi0_success"):
         assert np.shape(metrics[name]) == (10,), name
         assert np.all(np.isfinite(metrics[name])), name
@@ -262,7 +270,7 @@ def test_a_resumed_mt10_run_keeps_its_learner_exactly_and_restarts_its_episodes(
     from distral_jax import train as train_module  # noqa: PLC0415
     from distral_jax.checkpoint import RunCheckpoints  # noqa: PLC0415
 
-    directory, config, _, _ = mt10_run
+    directory, config, *_ = mt10_run
     copy = tmp_path / "copy"
     shutil.copytree(directory, copy)
     resumed = {}
