@@ -694,7 +694,7 @@ def main() -> None:
         report = Path(args.report)
     else:  # the standing table only from the standing folder
         report = (here if out.parent == default_out.parent else out.parent) / "RESULTS.md"
-    report.write_text(compare_report.render(results))
+    report.write_text(compare_report.render(results, compare_report.load_host(out.parent)))
     print(f"wrote {out} and {report}")
 
 

@@ -300,8 +300,87 @@ program, and the process's resident set (CPU) or the device's peak (accelerator)
 """
 
 
-def render(results: list[dict]) -> str:
-    return HEADER + "\n".join(section(r) for r in results)
+def host_section(result: dict) -> str:
+    """``benchmarks/host_families.py``'s measurements: EnvPool families' throughput, MT50's
+    start-up and memory, SAC on reach-v3."""
+    machine = result.get("machine", {})
+    lines = [
+        f"## `{result.get('command', 'python benchmarks/host_families.py')}`",
+        "",
+        f"{machine.get('device')}, {machine.get('processor')}; jax {machine.get('jax')}; "
+        f"{result.get('date')}.",
+        "",
+    ]
+    rows = result.get("throughput") or []
+    if rows:
+        config = rows[0]["training_config"]
+        lines += [
+            "### EnvPool families: env steps/s over all tasks (best of the windows)",
+            "",
+            "Simulator alone: EnvPool's pools stepped from Python (random actions, no JAX). "
+            "Through the family: the same, one host call per step inside a jitted `lax.scan`. "
+            f"Training: `Trainer.run` of {config['variant']} SAC after its warm-up, unroll "
+            f"{config['unroll_length']}, {config['sac_grad_updates']} gradient steps of "
+            f"{config['sac_batch_size']} per task per iteration, hidden "
+            f"{tuple(config['hidden_sizes'])}.",
+            "",
+            "| family | tasks x envs | simulator alone | through the family | ÷ alone | training "
+            "| compile s | peak RSS |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for r in rows:
+            t = r["training"]
+            lines.append(
+                f"| {r['family']} | {r['tasks']} x {r['envs_per_task']} | "
+                f"{_rate(r['simulator_alone_sps'])} | {_rate(r['family_jitted_sps'])} | "
+                f"{r['family_jitted_sps'] / r['simulator_alone_sps']:.2f} | {_rate(t['sps'])} | "
+                f"{t['compile_s']:.1f} | {t['rss_mib']:,.0f} MiB |"
+            )
+        lines.append("")
+    start = result.get("startup")
+    if start:
+        per_env = (start["rss_after_mib"] - start["rss_before_mib"]) / (50 * start["envs_per_task"])
+        lines += [
+            f"MT50 start-up, {start['envs_per_task']} environments per task: the family built "
+            f"in {start['construction_s']:.2f} s; its first reset, which creates and resets the "
+            f"50 pools, {start['first_reset_s']:.2f} s (compilation apart, "
+            f"{start['compile_s']:.2f} s); a later reset {start['reset_again_s']:.2f} s. Peak "
+            f"resident memory {start['rss_before_mib']:,.0f} MiB before, "
+            f"{start['rss_after_mib']:,.0f} MiB after: about "
+            f"{per_env:.0f} MiB per environment (each holds its own MuJoCo model and data).",
+            "",
+        ]
+    reach = result.get("reach")
+    if reach:
+        c = reach["config"]
+        when = (
+            "never reached 0.9"
+            if reach["steps_to_0.9"] is None
+            else f"first reached 0.9 at {reach['steps_to_0.9']:,} env steps, "
+            f"{reach['wall_s_to_0.9'] / 60:.1f} min after the start (compilation included)"
+        )
+        curve = ", ".join(f"{s / 1000:.0f}k: {x:.1f}" for s, x in reach["curve"])
+        lines += [
+            f"SAC on reach-v3 (`a3c`, one task, seed {c['seed']}; {c['num_envs']} envs x "
+            f"{c['unroll_length']} steps, {c['sac_grad_updates']} gradient steps of "
+            f"{c['sac_batch_size']} per iteration, hidden {tuple(c['hidden_sizes'])}, lr "
+            f"{c['learning_rate']}, temperature learnt towards {c['sac_target_entropy']}): the "
+            f"sampled policy's success rate over {c['eval_envs']} episodes {when}. Curve: "
+            f"{curve}.",
+            "",
+        ]
+    return "\n".join(lines)
+
+
+def load_host(folder: Path) -> dict | None:
+    """``host_families.json`` of ``folder`` (``benchmarks/host_families.py``), if there."""
+    path = folder / "host_families.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def render(results: list[dict], host: dict | None = None) -> str:
+    text = HEADER + "\n".join(section(r) for r in results)
+    return text + ("\n" + host_section(host) if host else "")
 
 
 def main() -> None:
@@ -309,7 +388,7 @@ def main() -> None:
     results = [json.loads(p.read_text()) for p in sorted(folder.glob("compare_*.json"))]
     if not results:
         raise SystemExit(f"no compare_*.json in {folder}: run benchmarks/compare.py first")
-    Path("benchmarks/RESULTS.md").write_text(render(results))
+    Path("benchmarks/RESULTS.md").write_text(render(results, load_host(folder)))
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
     python benchmarks/host_families.py                     # throughput, MT50 start-up, reach
     python benchmarks/host_families.py --only throughput   # or: startup, reach
 
-Writes ``benchmarks/results/host_families.json``; ``benchmarks/compare_report.py`` renders it
-into ``benchmarks/RESULTS.md``.
+Writes ``benchmarks/results/host_families.json`` and renders it, after ``compare.py``'s
+sections, into ``benchmarks/RESULTS.md`` (``compare_report.py``).
 
   * **throughput**, per family: the simulator alone, stepped from Python (EnvPool's ``send`` to
     every task's pool, then ``recv``, random actions: no JAX at all); the same simulator
@@ -42,6 +42,9 @@ from distral_jax.envs.registry import make_family
 from distral_jax.envs.wrappers import wrap_for_training
 from distral_jax.train import train
 from distral_jax.trainer import Trainer, runs_hparams
+
+sys.path.insert(0, str(Path(__file__).parent))
+import compare_report  # noqa: E402
 
 OUT = Path(__file__).with_name("results") / "host_families.json"
 
@@ -291,6 +294,12 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1, default=float) + "\n")
     print(f"wrote {out}")
+    standing = sorted(OUT.parent.glob("compare_*.json"))
+    if out.resolve() == OUT.resolve() and standing:  # the standing table, with this section
+        results = [json.loads(p.read_text()) for p in standing]
+        report = Path(__file__).with_name("RESULTS.md")
+        report.write_text(compare_report.render(results, result))
+        print(f"wrote {report}")
     return 0
 
 

@@ -14,6 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -355,6 +356,70 @@ def plot_task_curves(
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_variants_per_task(
+    path: Path,
+    results: Mapping[str, Any],
+    titles: Sequence[str],
+    curve: str = "sampled",
+    prior_curve: str = "pi0_sampled",
+    with_prior: Sequence[str] = (),
+    bar: float | None = None,
+    ylabel: str = "episode return",
+    ylim: tuple[float, float] | None = None,
+    cols: int = 4,
+) -> None:
+    """One panel per task: each variant's ``curve`` (median over seeds) against env steps and,
+    dotted, its ``prior_curve`` (π_0 acting alone) for the variants in ``with_prior``.
+
+    Args:
+      path: PNG to write.
+      results: variant -> ``sweeps.VariantResult`` (``steps [E]``, ``curves[name] [S, E, N]``).
+      titles: one per task.
+      curve, prior_curve: the curves drawn.
+      with_prior: the variants whose π_0 is drawn (those that distil one).
+      bar: a horizontal line (a threshold, a success bar), or ``None``.
+      ylabel, ylim: the y axis.
+      cols: panels per row.
+    """
+    import math  # noqa: PLC0415
+
+    import matplotlib  # noqa: PLC0415 (plotting is optional at import time)
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt  # noqa: PLC0415
+    from matplotlib.ticker import EngFormatter  # noqa: PLC0415
+
+    n = len(titles)
+    cols = min(n, cols)
+    rows = math.ceil(n / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.6 * cols, 3.0 * rows), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        if i >= n:
+            ax.set_visible(False)
+            continue
+        for name, r in results.items():
+            (line,) = ax.plot(r.steps, np.median(r.curves[curve][:, :, i], axis=0), label=name)
+            if name in with_prior:
+                prior = np.median(r.curves[prior_curve][:, :, i], axis=0)
+                ax.plot(r.steps, prior, ls=":", color=line.get_color(), label=f"{name} π0 alone")
+        if bar is not None:
+            ax.axhline(bar, color="gray", ls="--", lw=0.8, label="bar")
+        ax.set_title(titles[i], fontsize=8)
+        ax.xaxis.set_major_formatter(EngFormatter())  # 100k, 10M: long numbers overlap
+        if ylim is not None:
+            ax.set_ylim(*ylim)
+        ax.grid(alpha=0.3)
+    for ax in axes[-1]:
+        ax.set_xlabel("env steps (all tasks)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel(ylabel)
+    axes.flat[0].legend(fontsize=6)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 

@@ -28,10 +28,8 @@ Writes to ``--out`` (default ``runs/metaworld_mt/<benchmark>/``):
 from __future__ import annotations
 
 import dataclasses
-import math
 import sys
 import time
-from pathlib import Path
 from typing import Annotated, Literal
 
 import jax
@@ -195,46 +193,6 @@ def make_family(args: Study) -> metaworld_tasks.EnvpoolFamily:
     return metaworld_tasks.metaworld(names, task_id_in_obs=args.task_id_in_obs)
 
 
-def plot_success(
-    path: Path, results: dict[str, sweeps.VariantResult], names: list[str], bar: float
-) -> None:
-    """One panel per task: each variant's success rate (median over seeds, sampled policy);
-    π_0's own for the Distral variants, dotted."""
-    import matplotlib  # noqa: PLC0415 (plotting is optional at import time)
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-    from matplotlib.ticker import EngFormatter  # noqa: PLC0415
-
-    n = len(names)
-    cols = min(n, 5)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.8 * rows), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        if i >= n:
-            ax.set_visible(False)
-            continue
-        for name, r in results.items():
-            median = np.median(r.curves["success_sampled"][:, :, i], axis=0)
-            (line,) = ax.plot(r.steps, median, label=name)
-            if VARIANTS[name].distill:
-                prior = np.median(r.curves["pi0_success_sampled"][:, :, i], axis=0)
-                ax.plot(r.steps, prior, ls=":", color=line.get_color(), label=f"{name} π0")
-        ax.axhline(bar, color="gray", ls="--", lw=0.8)
-        ax.set_title(names[i], fontsize=8)
-        ax.set_ylim(-0.03, 1.03)
-        ax.xaxis.set_major_formatter(EngFormatter())
-        ax.grid(alpha=0.3)
-    for ax in axes[-1]:
-        ax.set_xlabel("env steps (all tasks)")
-    for ax in axes[:, 0]:
-        ax.set_ylabel("success rate")
-    axes.flat[0].legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def summarize(results: dict[str, sweeps.VariantResult], bar: float) -> dict[str, dict]:
     """Per variant: final success per task and its mean, returns, steps to the bar, speed."""
     table = {}
@@ -303,7 +261,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"metaworld_mt.py: error: {error}", file=sys.stderr)
         return 2
 
-    plot_success(out / "success.png", results, names, args.success_bar)
+    analysis.plot_variants_per_task(
+        out / "success.png",
+        results,
+        names,
+        curve="success_sampled",
+        prior_curve="pi0_success_sampled",
+        with_prior=[v for v in results if VARIANTS[v].distill],
+        bar=args.success_bar,
+        ylabel="success rate",
+        ylim=(-0.03, 1.03),
+        cols=5,
+    )
     analysis.plot_learning_curves(
         out / "success_mean.png",
         results[args.variants[0]].steps,

@@ -174,45 +174,6 @@ def make_family(args: Study) -> XLandMiniGridFamily:
     )
 
 
-def plot_per_task(
-    path: Path, results: dict[str, sweeps.VariantResult], titles: list[str], threshold: float
-) -> None:
-    """One panel per task: each variant's sampled return (median over seeds) and, for the
-    Distral variants, π_0's own return (dotted)."""
-    import matplotlib  # noqa: PLC0415 (plotting is optional at import time)
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
-    from matplotlib.ticker import EngFormatter  # noqa: PLC0415
-
-    n = len(titles)
-    cols = min(n, 4)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3.3 * rows), squeeze=False)
-    for i, ax in enumerate(axes.flat):
-        if i >= n:
-            ax.set_visible(False)
-            continue
-        for name, r in results.items():
-            median = np.median(r.curves["sampled"][:, :, i], axis=0)
-            (line,) = ax.plot(r.steps, median, label=name)
-            if VARIANTS[name].distill:
-                prior = np.median(r.curves["pi0_sampled"][:, :, i], axis=0)
-                ax.plot(r.steps, prior, ls=":", color=line.get_color(), label=f"{name} π0 alone")
-        ax.axhline(threshold, color="gray", ls="--", lw=0.8, label="threshold")
-        ax.set_title(f"task {i}: {titles[i]}", fontsize=8)
-        ax.set_xlabel("env steps (all tasks)")
-        ax.xaxis.set_major_formatter(EngFormatter())  # 100k, 10M: long numbers overlap
-        ax.set_ylim(-0.02, 1.0)
-        ax.grid(alpha=0.3)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("episode return")
-    axes.flat[0].legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def frame_indices(length: int, max_frames: int) -> list[int]:
     """Every k-th step of an episode of ``length`` steps, its last step included, at most
     ``max_frames`` of them."""
@@ -351,7 +312,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"minigrid_multitask.py: error: {error}", file=sys.stderr)
         return 2
 
-    plot_per_task(out / "curves.png", results, titles, args.threshold)
+    analysis.plot_variants_per_task(
+        out / "curves.png",
+        results,
+        [f"task {i}: {t}" for i, t in enumerate(titles)],
+        with_prior=[v for v in results if VARIANTS[v].distill],
+        bar=args.threshold,
+        ylim=(-0.02, 1.0),
+    )
     analysis.plot_learning_curves(
         out / "curves_mean_worst.png",
         results[args.variants[0]].steps,

@@ -368,3 +368,43 @@ def test_the_family_replays_the_recorded_episodes_of_the_metaworld_package():
         np.testing.assert_allclose(reward, data[f"{name}/reward"], atol=reward_gap, rtol=0)
         flips = np.sum(data[f"{name}/success"] != data[f"{name}/envpool_success"])
         assert flips <= (2 if name == "drawer-close-v3" else 0), (name, flips)
+
+
+@pytest.mark.slow
+def test_the_metaworld_study_runs_at_its_tiny_profile_and_reports(tmp_path):
+    """``experiments/metaworld_mt.py --tiny`` end to end, then its section of the report."""
+    import importlib.util  # noqa: PLC0415
+    import json  # noqa: PLC0415
+    import os  # noqa: PLC0415
+    import subprocess  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    root = Path(__file__).resolve().parents[1]
+    out = tmp_path / "runs" / "metaworld_mt" / "tiny"
+    command = [sys.executable, str(root / "experiments" / "metaworld_mt.py"), "--tiny", "--quiet"]
+    done = subprocess.run(
+        [*command, "--out", str(out)],
+        cwd=tmp_path,
+        env=dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    row = summary["variants"]["distral_klent_2col"]
+    assert summary["tasks"] == ["reach-v3", "drawer-close-v3"]
+    assert len(row["final_success_sampled"]) == 2
+    assert 0.0 <= row["final_success_mean_sampled"] <= 1.0
+    assert (out / "success.png").is_file() and (out / "success_mean.png").is_file()
+
+    spec = importlib.util.spec_from_file_location("report", root / "experiments" / "report.py")
+    report = importlib.util.module_from_spec(spec)
+    sys.modules["report"] = report  # its dataclasses look their module up
+    spec.loader.exec_module(report)
+    page = tmp_path / "results.md"
+    argv = ["--runs", str(tmp_path / "runs"), "--out", str(page)]
+    assert report.main([*argv, "--figures", str(tmp_path / "figures")]) == 0
+    text = page.read_text()
+    assert "## Meta-World" in text and "success per task (sampled)" in text
+    assert "MT-SAC (re-runs) 0.36" in text
