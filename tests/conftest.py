@@ -66,6 +66,7 @@ LONGEST_FIRST = (
     "test_mesh",
     "test_multihost",
     "test_brax_tasks",
+    "test_envpool_tasks",
     "test_sweeps",
     "test_ppo",
     "test_cli",

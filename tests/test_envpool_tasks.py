@@ -205,74 +205,107 @@ def test_another_time_limit_and_a_mesh_are_refused_by_name():
         check_arguments(family, config, mesh=mesh)
 
 
-# --- a tiny MT10 run: trained, evaluated, checkpointed, resumed --------------------------------
+# --- a tiny MT10 run of the study: trained, evaluated, reported, checkpointed, resumed -------
 
-MT10_CONFIG = dict(
-    learner="sac",
-    variant="distral_klent_2col",
-    num_envs=2,
-    unroll_length=10,
-    iterations_per_call=5,
-    episode_length=500,
-    eval_envs=1,
-    hidden_sizes=(16,),
-    total_env_steps=2000,  # 10 iterations of 10 tasks x 2 envs x 10 steps
-    eval_every=1000,
-    checkpoint_every=1000,
-    sac_warmup_steps=40,
-    sac_batch_size=16,
-    sac_grad_updates=1,
-    replay_capacity=200,
-)
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _study_module():
+    import importlib.util  # noqa: PLC0415
+    import sys  # noqa: PLC0415
+
+    spec = importlib.util.spec_from_file_location(
+        "metaworld_mt", ROOT / "experiments" / "metaworld_mt.py"
+    )
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["metaworld_mt"] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run_study(study, argv: list[str]) -> list:
+    """``metaworld_mt.main(argv)`` in this process; returns the families it built."""
+    built = []
+    original = metaworld_tasks.metaworld
+
+    def recording(*args, **kwargs):
+        built.append(original(*args, **kwargs))
+        return built[-1]
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(metaworld_tasks, "metaworld", recording)
+        assert study.main(argv) == 0
+    return built
 
 
 @pytest.fixture(scope="module")
-def mt10_run(tmp_path_factory):
-    """One checkpointed tiny MT10 run: (its checkpoint folder, policy params, metrics)."""
-    from distral_jax import presets  # noqa: PLC0415
-    from distral_jax.train import train  # noqa: PLC0415
+def mt10_study(tmp_path_factory):
+    """``experiments/metaworld_mt.py --tiny`` on MT10 with checkpoints: (its runs folder, its
+    checkpoint folder, the family it trained on)."""
+    root = tmp_path_factory.mktemp("mt10")
+    study = _study_module()
+    out = root / "runs" / "metaworld_mt" / "mt10"
+    argv = ["--tiny", "--quiet", "--out", str(out), "--checkpoint-dir", str(root / "ckpt")]
+    (family,) = _run_study(study, argv)
+    return study, root, family
 
-    directory = tmp_path_factory.mktemp("mt10") / "ckpt"
-    family = metaworld_tasks.metaworld_mt10(simulator_seed=0)
-    config = presets.tiny(**MT10_CONFIG)
-    _, params, metrics = train(family, config, checkpoint_dir=directory, show_progress=False)
+
+@pytest.mark.slow
+def test_a_tiny_mt10_study_trains_evaluates_and_reports_each_task(mt10_study):
+    import json  # noqa: PLC0415
+
+    _, root, family = mt10_study
+    out = root / "runs" / "metaworld_mt" / "mt10"
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["tasks"] == list(metaworld_tasks.MT10)
+    row = summary["variants"]["distral_klent_2col"]
+    for name in ("final_success_sampled", "final_success_greedy", "final_pi0_success_sampled"):
+        values = np.asarray(row[name], float)
+        assert values.shape == (10,) and np.all((values >= 0) & (values <= 1)), name
+    assert (out / "success.png").is_file() and (out / "success_mean.png").is_file()
+    # Two sets of simulators: evaluation's (its modes one after another on eval_envs per
+    # task) and training's (num_envs per task).
+    config = summary["config"]
     pools = sorted(
         [int(p.size) for p in stream.positions]
         for stream in family._streams.values()
         if stream.pools
     )
-    return directory, config, params, metrics, pools
+    assert pools == [[config["eval_envs"]] * 10, [config["num_envs"]] * 10]
 
+    import importlib.util  # noqa: PLC0415
+    import sys  # noqa: PLC0415
 
-@pytest.mark.slow
-def test_a_tiny_mt10_run_trains_and_evaluates_each_task(mt10_run):
-    directory, config, _, metrics, pools = mt10_run
-    # Two sets of simulators: evaluation's (its modes one after another on eval_envs per
-    # task) and training's (num_envs per task).
-    assert pools == [[config.eval_envs] * 10, [config.num_envs] * 10]
-    for name in ("eval/episode_return", "eval/success", "eval/pi0_success"):
-        assert np.shape(metrics[name]) == (10,), name
-        assert np.all(np.isfinite(metrics[name])), name
-    assert np.all((metrics["eval/success"] >= 0) & (metrics["eval/success"] <= 1))
-    assert np.isfinite(metrics["eval/success_mean"])
-    assert sorted(int(p.name) for p in directory.iterdir() if p.name.isdigit()) == [1000, 2000]
+    spec = importlib.util.spec_from_file_location("report", ROOT / "experiments" / "report.py")
+    report = importlib.util.module_from_spec(spec)
+    sys.modules["report"] = report  # its dataclasses look their module up
+    spec.loader.exec_module(report)
+    page = root / "results.md"
+    argv = ["--runs", str(root / "runs"), "--out", str(page)]
+    assert report.main([*argv, "--figures", str(root / "figures")]) == 0
+    text = page.read_text()
+    assert "## Meta-World" in text and "success per task (sampled)" in text
+    assert "MT-SAC (re-runs) 0.36" in text
 
 
 @pytest.mark.slow
 def test_a_resumed_mt10_run_keeps_its_learner_exactly_and_restarts_its_episodes(
-    mt10_run, tmp_path, monkeypatch
+    mt10_study, tmp_path, monkeypatch
 ):
-    """Resumed with a longer budget: parameters, optimiser state, replay (the learner state),
-    statistics, key and iteration are the checkpoint's bit for bit; the environments are new
-    episodes (step counters at 0, observations of fresh starts); the run then trains on."""
+    """The study relaunched with a longer budget on a copy of its checkpoints: parameters,
+    optimiser state, replay (the learner state), statistics, key and iteration are the
+    checkpoint's bit for bit; the environments are new episodes (step counters at 0,
+    observations of fresh starts); the run then trains on."""
     import shutil  # noqa: PLC0415
 
     from distral_jax import train as train_module  # noqa: PLC0415
     from distral_jax.checkpoint import RunCheckpoints  # noqa: PLC0415
 
-    directory, config, *_ = mt10_run
-    copy = tmp_path / "copy"
-    shutil.copytree(directory, copy)
+    study, root, _ = mt10_study
+    copy = tmp_path / "ckpt"
+    shutil.copytree(root / "ckpt", copy)
+    (saved_dir,) = [p for p in (root / "ckpt").iterdir() if p.is_dir()]
+    (step,) = sorted(int(p.name) for p in saved_dir.iterdir() if p.name.isdigit())[-1:]
     resumed = {}
     original = train_module._HostLoop.resume
 
@@ -281,14 +314,11 @@ def test_a_resumed_mt10_run_keeps_its_learner_exactly_and_restarts_its_episodes(
         original(self, state, host)
 
     monkeypatch.setattr(train_module._HostLoop, "resume", spy)
-    family = metaworld_tasks.metaworld_mt10(simulator_seed=0)
-    _, _, metrics = train_module.train(
-        family, config.replace(total_env_steps=3000), checkpoint_dir=copy, show_progress=False
-    )
-    assert np.all(np.isfinite(metrics["eval/episode_return"]))
+    argv = ["--tiny", "--quiet", "--total-env-steps", str(2 * step)]
+    _run_study(study, [*argv, "--out", str(tmp_path / "out"), "--checkpoint-dir", str(copy)])
 
     state = resumed["state"]
-    saved, _ = RunCheckpoints(directory).restore(2000, jax.tree_util.tree_map(jnp.asarray, state))
+    saved, _ = RunCheckpoints(saved_dir).restore(step, jax.tree_util.tree_map(jnp.asarray, state))
     for field in ("params", "opt_state", "learner_state", "obs_stats", "key", "iteration"):
         for a, b in zip(
             jax.tree_util.tree_leaves(getattr(state, field)),
@@ -368,43 +398,3 @@ def test_the_family_replays_the_recorded_episodes_of_the_metaworld_package():
         np.testing.assert_allclose(reward, data[f"{name}/reward"], atol=reward_gap, rtol=0)
         flips = np.sum(data[f"{name}/success"] != data[f"{name}/envpool_success"])
         assert flips <= (2 if name == "drawer-close-v3" else 0), (name, flips)
-
-
-@pytest.mark.slow
-def test_the_metaworld_study_runs_at_its_tiny_profile_and_reports(tmp_path):
-    """``experiments/metaworld_mt.py --tiny`` end to end, then its section of the report."""
-    import importlib.util  # noqa: PLC0415
-    import json  # noqa: PLC0415
-    import os  # noqa: PLC0415
-    import subprocess  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-
-    root = Path(__file__).resolve().parents[1]
-    out = tmp_path / "runs" / "metaworld_mt" / "tiny"
-    command = [sys.executable, str(root / "experiments" / "metaworld_mt.py"), "--tiny", "--quiet"]
-    done = subprocess.run(
-        [*command, "--out", str(out)],
-        cwd=tmp_path,
-        env=dict(os.environ),
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    summary = json.loads((out / "summary.json").read_text())
-    row = summary["variants"]["distral_klent_2col"]
-    assert summary["tasks"] == ["reach-v3", "drawer-close-v3"]
-    assert len(row["final_success_sampled"]) == 2
-    assert 0.0 <= row["final_success_mean_sampled"] <= 1.0
-    assert (out / "success.png").is_file() and (out / "success_mean.png").is_file()
-
-    spec = importlib.util.spec_from_file_location("report", root / "experiments" / "report.py")
-    report = importlib.util.module_from_spec(spec)
-    sys.modules["report"] = report  # its dataclasses look their module up
-    spec.loader.exec_module(report)
-    page = tmp_path / "results.md"
-    argv = ["--runs", str(tmp_path / "runs"), "--out", str(page)]
-    assert report.main([*argv, "--figures", str(tmp_path / "figures")]) == 0
-    text = page.read_text()
-    assert "## Meta-World" in text and "success per task (sampled)" in text
-    assert "MT-SAC (re-runs) 0.36" in text
