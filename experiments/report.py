@@ -256,7 +256,11 @@ def metaworld_section(data: dict) -> str:
     head = ["variant", "mean success (greedy)", "sampled", "π0 alone (greedy)",
             "success per task (greedy)", f"tasks at {bar}", f"steps to {bar} per task (median)",
             "steps/s"]  # fmt: skip
-    mean = lambda xs: num(sum(xs) / len(xs)) if xs else "–"
+
+    def mean(xs):  # π_0's success: null (NaN) for the variants without one
+        xs = [x for x in xs if x is not None]
+        return num(sum(xs) / len(xs)) if xs else "–"
+
     rows = [
         [v, num(r["final_success_mean_greedy"]), num(r["final_success_mean_sampled"]),
          mean(r.get("final_pi0_success_greedy") or []), nums(r["final_success_greedy"]),
