@@ -325,7 +325,7 @@ def host_section(result: dict) -> str:
             f"{tuple(config['hidden_sizes'])}.",
             "",
             "| family | tasks x envs | simulator alone | through the family | ÷ alone | training "
-            "| compile s | peak RSS |",
+            "| compile s | RSS after |",
             "|---|---|---|---|---|---|---|---|",
         ]
         for r in rows:
@@ -344,8 +344,8 @@ def host_section(result: dict) -> str:
             f"MT50 start-up, {start['envs_per_task']} environments per task: the family built "
             f"in {start['construction_s']:.2f} s; its first reset, which creates and resets the "
             f"50 pools, {start['first_reset_s']:.2f} s (compilation apart, "
-            f"{start['compile_s']:.2f} s); a later reset {start['reset_again_s']:.2f} s. Peak "
-            f"resident memory {start['rss_before_mib']:,.0f} MiB before, "
+            f"{start['compile_s']:.2f} s); a later reset {start['reset_again_s']:.2f} s. Resident "
+            f"memory {start['rss_before_mib']:,.0f} MiB before, "
             f"{start['rss_after_mib']:,.0f} MiB after: about "
             f"{per_env:.0f} MiB per environment (each holds its own MuJoCo model and data).",
             "",

@@ -60,21 +60,22 @@ def _compilation_cache(tmp_path_factory):
 # out first, so that no long module starts when the other worker is nearly done.
 LONGEST_FIRST = (
     "test_train",
-    "test_resume",
-    "test_recurrent",
-    "test_studies",
     "test_mesh",
-    "test_multihost",
-    "test_brax_tasks",
+    "test_resume",
     "test_envpool_tasks",
-    "test_sweeps",
+    "test_recurrent",
+    "test_multihost",
+    "test_studies",
+    "test_brax_tasks",
     "test_ppo",
+    "test_sac",
     "test_cli",
+    "test_sweeps",
+    "test_checkpoint",
+    "test_minigrid_experiment",
     "test_compare_benchmark",
     "test_readme",
-    "test_checkpoint",
     "test_brax_training",
-    "test_minigrid_experiment",
 )
 
 
