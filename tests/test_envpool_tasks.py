@@ -314,7 +314,8 @@ def test_a_resumed_mt10_run_keeps_its_learner_exactly_and_restarts_its_episodes(
         original(self, state, host)
 
     monkeypatch.setattr(train_module._HostLoop, "resume", spy)
-    argv = ["--tiny", "--quiet", "--total-env-steps", str(2 * step)]
+    # One more call of training (5 iterations of 10 tasks x 2 envs x 4 steps) and its evaluation.
+    argv = ["--tiny", "--quiet", "--total-env-steps", str(step + 400)]
     _run_study(study, [*argv, "--out", str(tmp_path / "out"), "--checkpoint-dir", str(copy)])
 
     state = resumed["state"]
