@@ -188,13 +188,15 @@ def train(
         loop = _HostLoop(trainer, compiled, num_runs, progress_fn, show_progress, run_keys)
         if resume_step is not None:
             state, host = checkpoints.restore(resume_step, compiled.state)
+            discarded = compiled.state
             if env.host_simulated:
                 # Simulators outside JAX cannot be restored: the run goes on from the episodes
                 # that ``compile``'s reset just started (parameters, optimiser and replay exact).
-                fresh = compiled.state
-                state = state.replace(env_state=fresh.env_state, core_state=fresh.core_state)
-            else:
-                jax.tree_util.tree_map(lambda a: a.delete(), compiled.state)  # one copy only
+                state = state.replace(
+                    env_state=discarded.env_state, core_state=discarded.core_state
+                )
+                discarded = discarded.replace(env_state=None, core_state=None)
+            jax.tree_util.tree_map(lambda a: a.delete(), discarded)  # one copy in memory
             loop.resume(state, host)
         state = loop.run(checkpoints, signature)
     finally:

@@ -23,6 +23,7 @@ reward, rescaled on the host, not a reward computed from observations.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import numpy as np
@@ -95,21 +96,9 @@ def dmc_cartpole(tasks: Sequence[str] | None = None, **kwargs) -> EnvpoolFamily:
     return _body("cartpole", tasks, **kwargs)
 
 
-class _TargetSpeed:
-    """The run reward rescaled to a target speed (module docstring); a class, not a closure,
-    so that equal tasks compare equal."""
-
-    def __init__(self, speed: float):
-        self.speed = float(speed)
-
-    def __call__(self, reward: np.ndarray) -> np.ndarray:
-        return np.minimum(1.0, reward * (_RUN_SPEED / self.speed))
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, _TargetSpeed) and other.speed == self.speed
-
-    def __hash__(self) -> int:
-        return hash(self.speed)
+def _target_speed_reward(reward: np.ndarray, speed: float) -> np.ndarray:
+    """The run reward rescaled to a target ``speed`` (module docstring)."""
+    return np.minimum(1.0, reward * (_RUN_SPEED / speed))
 
 
 def dmc_cheetah(speeds: Sequence[float] = (2.5, 5.0, 7.5, 10.0), **kwargs) -> EnvpoolFamily:
@@ -122,7 +111,9 @@ def dmc_cheetah(speeds: Sequence[float] = (2.5, 5.0, 7.5, 10.0), **kwargs) -> En
         HostTask(
             f"cheetah-run-{s:g}",
             "CheetahRun-v1",
-            reward_map=None if s == _RUN_SPEED else _TargetSpeed(s),
+            reward_map=None
+            if s == _RUN_SPEED
+            else functools.partial(_target_speed_reward, speed=s),
         )
         for s in speeds
     ]

@@ -150,12 +150,14 @@ class EnvpoolFamily(TaskFamily):
             )
         self._sim_obs_size = sizes.pop()
         self._action_size = int(next(iter(actions))[0])
-        self._low = np.stack(
-            [np.broadcast_to(s.action_space.low, (self._action_size,)) for s in specs]
+        # Each task's action bounds, [N, A]: actions in [-1, 1] map onto low + (a + 1) · half.
+        low, high = (
+            np.stack(
+                [np.broadcast_to(getattr(s.action_space, b), (self._action_size,)) for s in specs]
+            )
+            for b in ("low", "high")
         )
-        self._high = np.stack(
-            [np.broadcast_to(s.action_space.high, (self._action_size,)) for s in specs]
-        )
+        self._low, self._half_range = low, 0.5 * (high - low)
         self.episode_length = int(episode_length)
         self.task_id_in_obs = bool(task_id_in_obs)
         self.success_key = success_key
@@ -188,17 +190,13 @@ class EnvpoolFamily(TaskFamily):
     def host_simulated(self) -> bool:
         return True
 
-    @property
-    def host_tasks(self) -> tuple[HostTask, ...]:
-        return self._tasks
-
     def tasks(self) -> PyTree:
         return {"index": jnp.arange(self.num_tasks, dtype=jnp.int32)}
 
     def reset(self, rng: jax.Array, task: PyTree) -> State:
         with _STREAMS_LOCK:
             stream_id = next(_STREAMS) % 2**31
-        stream = _Stream(self, stream_id)
+        stream = _Stream(self)
         self._streams[stream_id] = stream
         if jnp.issubdtype(rng.dtype, jax.dtypes.prng_key):
             rng = jax.random.key_data(rng)
@@ -289,9 +287,8 @@ class _Stream:
     environments of that task. Built at the first run of the reset, reset again at each later
     run; ``step`` checks that it gets the states of the latest run."""
 
-    def __init__(self, family: EnvpoolFamily, stream_id: int):
+    def __init__(self, family: EnvpoolFamily):
         self.family = family
-        self.id = stream_id
         self.shape: tuple[int, ...] | None = None
         self.task_of: np.ndarray | None = None  # [B] task of each flat batch position
         self.positions: list[np.ndarray] = []  # per task: flat positions, in env-id order
@@ -358,9 +355,7 @@ class _Stream:
         live = [(t, pool) for t, pool in enumerate(self.pools) if pool is not None]
         for t, pool in live:  # every pool steps at once ...
             positions = self.positions[t]
-            scaled = family._low[t] + (actions[positions] + 1.0) * 0.5 * (
-                family._high[t] - family._low[t]
-            )
+            scaled = family._low[t] + (actions[positions] + 1.0) * family._half_range[t]
             pool.send(scaled.astype(pool.action_space.dtype), np.arange(positions.size))
         for t, pool in live:  # ... and is collected in turn
             self._collect(t, pool, out)
@@ -387,7 +382,6 @@ class _Stream:
             # Restart the ended episodes now, so that the next step is a step of the new
             # episode (EnvPool would otherwise spend it on the reset and drop its action).
             fresh, fresh_info = pool.reset(ids[ended])
-            flat = flat.copy()
             order = {int(i): k for k, i in enumerate(ids)}
             rows = [order[int(i)] for i in np.asarray(fresh_info["env_id"])]
             flat[rows] = _flatten(fresh, family._obs_keys, len(rows))
