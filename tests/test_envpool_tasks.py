@@ -210,15 +210,15 @@ def test_another_time_limit_and_a_mesh_are_refused_by_name():
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _study_module():
+def _experiment(name: str):
+    """``experiments/<name>.py`` imported as a module (registered under its name: its
+    dataclasses look their module up)."""
     import importlib.util  # noqa: PLC0415
     import sys  # noqa: PLC0415
 
-    spec = importlib.util.spec_from_file_location(
-        "metaworld_mt", ROOT / "experiments" / "metaworld_mt.py"
-    )
+    spec = importlib.util.spec_from_file_location(name, ROOT / "experiments" / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
-    sys.modules["metaworld_mt"] = module  # its dataclasses look their module up
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 
@@ -243,7 +243,7 @@ def mt10_study(tmp_path_factory):
     """``experiments/metaworld_mt.py --tiny`` on MT10 with checkpoints: (its runs folder, its
     checkpoint folder, the family it trained on)."""
     root = tmp_path_factory.mktemp("mt10")
-    study = _study_module()
+    study = _experiment("metaworld_mt")
     out = root / "runs" / "metaworld_mt" / "mt10"
     argv = ["--tiny", "--quiet", "--out", str(out), "--checkpoint-dir", str(root / "ckpt")]
     (family,) = _run_study(study, argv)
@@ -273,13 +273,7 @@ def test_a_tiny_mt10_study_trains_evaluates_and_reports_each_task(mt10_study):
     )
     assert pools == [[config["eval_envs"]] * 10, [config["num_envs"]] * 10]
 
-    import importlib.util  # noqa: PLC0415
-    import sys  # noqa: PLC0415
-
-    spec = importlib.util.spec_from_file_location("report", ROOT / "experiments" / "report.py")
-    report = importlib.util.module_from_spec(spec)
-    sys.modules["report"] = report  # its dataclasses look their module up
-    spec.loader.exec_module(report)
+    report = _experiment("report")
     page = root / "results.md"
     argv = ["--runs", str(root / "runs"), "--out", str(page)]
     assert report.main([*argv, "--figures", str(root / "figures")]) == 0
